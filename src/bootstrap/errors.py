@@ -1,0 +1,80 @@
+"""The exceptions cloudboot raises, one root, each leaf carrying its sysexits code.
+
+The library raises these; only the CLI turns them into an exit. No message ever holds a
+secret value: messages name the variable and the field instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class CloudbootError(Exception):
+    """Root of every error cloudboot raises on purpose."""
+
+    exit_code = 1
+    hint: str | None = None
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        if hint is not None:
+            self.hint = hint
+
+
+class UsageError(CloudbootError):
+    """The command line is wrong (64)."""
+
+    exit_code = 64
+
+
+class ConfigError(CloudbootError):
+    """Settings or credentials are missing, malformed or conflicting (78).
+
+    Carries every problem found, so that a container reports them all in one go
+    instead of crash-looping once per problem.
+    """
+
+    exit_code = 78
+
+    def __init__(self, problems: Iterable[str]) -> None:
+        self.problems = tuple(problems)
+        if len(self.problems) == 1:
+            text = self.problems[0]
+        else:
+            text = f"{len(self.problems)} problems:\n" + "\n".join(
+                f"  - {p}" for p in self.problems
+            )
+        super().__init__(text)
+
+
+class UnavailableError(CloudbootError):
+    """The database did not answer before the deadline, or cannot be reached (69)."""
+
+    exit_code = 69
+
+
+class HookError(CloudbootError):
+    """A hook failed or timed out (70)."""
+
+    exit_code = 70
+
+
+class WriteError(CloudbootError):
+    """An artifact could not be written (73)."""
+
+    exit_code = 73
+
+
+class RefusedError(CloudbootError):
+    """Authentication or TLS verification failed (77)."""
+
+    exit_code = 77
+
+
+class Interrupted(CloudbootError):
+    """The boot was ended by a signal (128 + n)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"interrupted by signal {signum}")
+        self.signum = signum
+        self.exit_code = 128 + signum

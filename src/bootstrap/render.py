@@ -1,0 +1,434 @@
+"""Render every artifact in memory: the server's environment and the files its tools read.
+
+Each ``escape_*``/``render_*`` function follows the rules of its reader (FORMATS.md);
+:func:`render` gathers them into a :class:`Rendering` and checks every file before
+anything is written, so that a bad value stops the boot with nothing half-written.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import string
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+from .credentials import DatabaseCredentials
+from .errors import ConfigError
+from .settings import Settings
+from .tls import ca_file
+
+# Bytes outside RFC 3986's unreserved set are percent-encoded; quote() with safe=""
+# leaves exactly A-Za-z0-9-._~ alone and never writes "+" for a space.
+_UNRESERVED = ""
+
+DEFAULT_SCHEMES = {"postgres": "postgresql", "mysql": "mysql"}
+SECRET_MODE = 0o600
+WP_CONFIG_MODE = 0o640
+
+
+@dataclass(frozen=True)
+class FileArtifact:
+    """One file to write: its bytes, its mode, and whether an existing file's own mode
+    and owner win over ours (``wp-config.php``)."""
+
+    kind: str
+    path: Path
+    content: bytes
+    mode: int
+    keep_existing_mode: bool = False
+
+
+@dataclass(frozen=True)
+class Rendering:
+    """Everything cloudboot hands over: variables for the server and files to write."""
+
+    environment: dict[str, str]
+    files: tuple[FileArtifact, ...]
+    secret_variables: frozenset[str]
+
+
+# --- the URL -------------------------------------------------------------------------
+
+
+def quote_component(value: str) -> str:
+    """Percent-encode every byte of ``value`` (UTF-8) outside ``A-Za-z0-9-._~``."""
+    return quote(value, safe=_UNRESERVED)
+
+
+def url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+_MYSQL_SSL_MODES = {
+    "verify-full": "VERIFY_IDENTITY",
+    "verify-ca": "VERIFY_CA",
+    "require": "REQUIRED",
+    "disable": "DISABLED",
+}
+
+
+def _tls_query(scheme: str, sslmode: str, ca: str | None) -> list[tuple[str, str]]:
+    if scheme in ("postgresql", "postgres"):
+        query = [("sslmode", sslmode)]
+        return query + ([("sslrootcert", ca)] if ca else [])
+    if scheme == "ecto":
+        # Ecto decodes query values twice, so only plain words go here; certificate
+        # options belong in the app's ssl_opts (see README).
+        return [] if sslmode == "disable" else [("ssl", "true")]
+    if scheme == "mysql":
+        query = [("ssl-mode", _MYSQL_SSL_MODES[sslmode])]
+        return query + ([("ssl-ca", ca)] if ca else [])
+    # mysql+pymysql (SQLAlchemy): ssl_* keys become PyMySQL's ssl dict; a CA turns on
+    # certificate verification and host-name checking unless told otherwise.
+    if sslmode == "disable" or ca is None:
+        return []
+    query = [("ssl_ca", ca)]
+    return query + ([("ssl_check_hostname", "false")] if sslmode == "verify-ca" else [])
+
+
+def render_url(credentials: DatabaseCredentials, scheme: str, sslmode: str, ca: str | None) -> str:
+    """The connection URL in ``scheme``, with TLS parameters in that scheme's spelling."""
+    user = quote_component(credentials.username)
+    password = quote_component(credentials.password.reveal())
+    dbname = quote_component(credentials.dbname)
+    host = url_host(credentials.host)
+    url = f"{scheme}://{user}:{password}@{host}:{credentials.port}/{dbname}"
+    query = _tls_query(scheme, sslmode, ca)
+    if query:
+        url += "?" + "&".join(f"{k}={quote(v, safe='/')}" for k, v in query)
+    return url
+
+
+# --- libpq files ---------------------------------------------------------------------
+
+
+def escape_pgpass(value: str) -> str:
+    """A ``.pgpass`` field: backslash and colon are escaped with a backslash."""
+    return value.replace("\\", "\\\\").replace(":", "\\:")
+
+
+def render_pgpass(credentials: DatabaseCredentials) -> str:
+    fields = (
+        credentials.host,
+        str(credentials.port),
+        credentials.dbname,
+        credentials.username,
+        credentials.password.reveal(),
+    )
+    return ":".join(escape_pgpass(f) for f in fields) + "\n"
+
+
+_SERVICE_LINE_MAX = 1021
+
+
+def render_pg_service(
+    credentials: DatabaseCredentials,
+    *,
+    name: str,
+    sslmode: str,
+    ca: str | None,
+    passfile: Path | None,
+) -> tuple[str, list[str]]:
+    """A service file with one section; no password (the file has no permission check).
+
+    libpq takes each line verbatim after trimming, with no quoting: a value with
+    surrounding white space or a line over 1021 bytes cannot be written, and is
+    reported as a problem instead.
+    """
+    pairs = [
+        ("host", credentials.host),
+        ("port", str(credentials.port)),
+        ("dbname", credentials.dbname),
+        ("user", credentials.username),
+        ("sslmode", sslmode),
+    ]
+    if ca:
+        pairs.append(("sslrootcert", ca))
+    if passfile is not None:
+        pairs.append(("passfile", str(passfile)))
+    problems = []
+    lines = [f"[{name}]"]
+    for key, value in pairs:
+        line = f"{key}={value}"
+        if value != value.strip() or not value:
+            problems.append(f"the {key} cannot be written to the service file (white space)")
+        if len(line.encode()) > _SERVICE_LINE_MAX:
+            problems.append(f"the {key} line is too long for the service file")
+        lines.append(line)
+    return "\n".join(lines) + "\n", problems
+
+
+# --- shell, dotenv, MySQL option files -------------------------------------------------
+
+
+def quote_shell(value: str) -> str:
+    """Single-quote for a POSIX shell: ``'`` becomes ``'\\''``."""
+    return "'" + value.replace("'", "'\\''") + "'"
+
+
+def render_profile(environment: Mapping[str, str]) -> str:
+    return "".join(f"export {k}={quote_shell(v)}\n" for k, v in environment.items())
+
+
+def quote_dotenv(value: str) -> str:
+    """Single-quoted the way python-dotenv and docker compose read it."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def quote_option_file(value: str) -> str:
+    """A value for a MySQL/MariaDB option file: double-quoted, ``\\`` and ``"`` escaped
+    (mysys strips one pair of quotes and reads ``\\\\`` ``\\"`` escapes; an unquoted
+    ``#`` would start a comment)."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def render_my_cnf(credentials: DatabaseCredentials, sslmode: str, ca: str | None) -> str:
+    client = [
+        ("user", credentials.username),
+        ("password", credentials.password.reveal()),
+        ("host", credentials.host),
+        ("port", str(credentials.port)),
+    ]
+    if ca:
+        client.append(("ssl-ca", ca))
+    lines = ["[client]", *(f"{k}={quote_option_file(v)}" for k, v in client)]
+    # MariaDB-only options go where MySQL's clients do not look, so that a MySQL 8
+    # client reading [client] does not stop at an unknown option.
+    lines.append("")
+    lines.append("[client-mariadb]")
+    if sslmode == "disable":
+        lines.append("skip-ssl")
+    else:
+        lines.append("ssl")
+        if sslmode in ("verify-ca", "verify-full"):
+            lines.append("ssl-verify-server-cert")
+    lines += ["", "[mysql]", f"database={quote_option_file(credentials.dbname)}"]
+    return "\n".join(lines) + "\n"
+
+
+# --- wp-config.php ---------------------------------------------------------------------
+
+
+def escape_php(value: str) -> str:
+    """A PHP single-quoted string body: ``\\`` and ``'`` escaped in one pass."""
+    return value.replace("\\", "\\\\").replace("'", "\\'")
+
+
+WP_PLACEHOLDER = "put your unique phrase here"
+WP_KEYS = (
+    "AUTH_KEY",
+    "SECURE_AUTH_KEY",
+    "LOGGED_IN_KEY",
+    "NONCE_KEY",
+    "AUTH_SALT",
+    "SECURE_AUTH_SALT",
+    "LOGGED_IN_SALT",
+    "NONCE_SALT",
+)
+# WordPress's own salt alphabet (wp_generate_password with special characters), less
+# the quote and backslash so that no escaping is needed.
+_SALT_ALPHABET = string.ascii_letters + string.digits + "!@#$%^&*()-_ []{}<>~`+=,.;:/?|"
+_CLIENT_FLAGS = {
+    "verify-full": "MYSQLI_CLIENT_SSL | MYSQLI_CLIENT_SSL_VERIFY_SERVER_CERT",
+    "verify-ca": "MYSQLI_CLIENT_SSL | MYSQLI_CLIENT_SSL_VERIFY_SERVER_CERT",
+    "require": "MYSQLI_CLIENT_SSL",
+    "disable": "0",
+}
+
+
+def wp_db_host(credentials: DatabaseCredentials) -> str:
+    # mysqli takes "localhost" to mean the Unix socket; 127.0.0.1 forces TCP (and TLS).
+    host = "127.0.0.1" if credentials.host == "localhost" else credentials.host
+    return f"{url_host(host)}:{credentials.port}"
+
+
+def _define_pattern(name: str) -> re.Pattern[str]:
+    # The same lines WordPress's installer rewrites: unindented, padding kept.
+    return re.compile(rf"^define\(\s*'{name}'\s*,([ \t]*)")
+
+
+def _line_ending(line: str) -> str:
+    return line[len(line.rstrip("\r\n")) :]
+
+
+def render_wp_config(
+    template: str, constants: Mapping[str, str], *, salt: Mapping[str, str] | None = None
+) -> str:
+    """``template`` with each of ``constants`` (name → PHP expression) defined once.
+
+    Existing ``define`` lines are rewritten in place, keeping their padding and line
+    ending; missing ones are added after the last database constant. Keys and salts
+    still holding the sample's placeholder get fresh random values. Every other line is
+    kept byte for byte, so a second run gives the same text.
+    """
+    lines = template.splitlines(keepends=True)
+    missing = dict(constants)
+    last_db_line = None
+    for index, line in enumerate(lines):
+        for name in list(constants):
+            match = _define_pattern(name).match(line)
+            if match:
+                ending = _line_ending(line) or "\n"
+                lines[index] = f"define( '{name}',{match.group(1)}{constants[name]} );{ending}"
+                missing.pop(name, None)
+                last_db_line = index
+        for key in WP_KEYS:
+            match = _define_pattern(key).match(line)
+            if match and f"'{WP_PLACEHOLDER}'" in line:
+                value = (salt or {}).get(key) or _new_salt()
+                lines[index] = line.replace(f"'{WP_PLACEHOLDER}'", f"'{escape_php(value)}'", 1)
+    if missing:
+        ending = _line_ending(lines[0]) if lines else "\n"
+        added = [
+            f"define( '{name}', {expr} );{ending or chr(10)}" for name, expr in missing.items()
+        ]
+        at = last_db_line + 1 if last_db_line is not None else (1 if lines else 0)
+        lines[at:at] = added
+    return "".join(lines)
+
+
+def _new_salt() -> str:
+    return "".join(secrets.choice(_SALT_ALPHABET) for _ in range(64))
+
+
+def wp_constants(credentials: DatabaseCredentials, *, sslmode: str, collate: str) -> dict[str, str]:
+    def literal(value: str) -> str:
+        return f"'{escape_php(value)}'"
+
+    return {
+        "DB_NAME": literal(credentials.dbname),
+        "DB_USER": literal(credentials.username),
+        "DB_PASSWORD": literal(credentials.password.reveal()),
+        "DB_HOST": literal(wp_db_host(credentials)),
+        "DB_CHARSET": literal("utf8mb4"),
+        "DB_COLLATE": literal(collate),
+        "MYSQL_CLIENT_FLAGS": _CLIENT_FLAGS[sslmode],
+    }
+
+
+# --- gathering -------------------------------------------------------------------------
+
+
+def home(environ: Mapping[str, str]) -> Path:
+    return Path(environ.get("HOME") or os.path.expanduser("~"))
+
+
+def _path(value: str | None, default: str | None, environ: Mapping[str, str]) -> Path | None:
+    """A configured path: ``None`` means the default, ``""`` means off; ``~`` is the
+    HOME of ``environ``."""
+    chosen = default if value is None else value
+    if not chosen:
+        return None
+    if chosen == "~" or chosen.startswith("~/"):
+        return home(environ) / chosen[2:]
+    return Path(chosen)
+
+
+def render_environment(
+    credentials: DatabaseCredentials,
+    settings: Settings,
+    environ: Mapping[str, str],
+) -> dict[str, str]:
+    """The variables added to the server's environment."""
+    scheme = settings.url_scheme or DEFAULT_SCHEMES[credentials.engine]
+    ca = ca_file(settings, environ)
+    env = {settings.url_env: render_url(credentials, scheme, settings.sslmode, ca)}
+    if credentials.engine == "postgres":
+        pgpass = _path(settings.pgpass, "~/.pgpass", environ)
+        service = _path(settings.pg_service_file, "~/.pg_service.conf", environ)
+        if pgpass is not None:
+            env["PGPASSFILE"] = str(pgpass)
+        if service is not None:
+            env["PGSERVICEFILE"] = str(service)
+    return env
+
+
+def render(
+    credentials: DatabaseCredentials,
+    settings: Settings,
+    environ: Mapping[str, str],
+) -> Rendering:
+    """Every artifact the settings ask for, checked; raises :class:`ConfigError` (with
+    every problem) before anything is written."""
+    problems: list[str] = []
+    ca = ca_file(settings, environ)
+    environment = render_environment(credentials, settings, environ)
+    files: list[FileArtifact] = []
+
+    if credentials.engine == "postgres":
+        pgpass = _path(settings.pgpass, "~/.pgpass", environ)
+        service = _path(settings.pg_service_file, "~/.pg_service.conf", environ)
+        if pgpass is not None:
+            text = render_pgpass(credentials)
+            files.append(FileArtifact("pgpass", pgpass, text.encode(), SECRET_MODE))
+        if service is not None:
+            text, service_problems = render_pg_service(
+                credentials,
+                name=settings.pg_service_name,
+                sslmode=settings.sslmode,
+                ca=ca,
+                passfile=pgpass,
+            )
+            problems += [f"CLOUDBOOT_PG_SERVICE_FILE: {p}" for p in service_problems]
+            files.append(FileArtifact("pg_service", service, text.encode(), SECRET_MODE))
+
+    profile = _path(settings.profile, None, environ)
+    if profile is not None:
+        files.append(
+            FileArtifact("profile", profile, render_profile(environment).encode(), SECRET_MODE)
+        )
+    my_cnf = _path(settings.my_cnf, None, environ)
+    if my_cnf is not None:
+        text = render_my_cnf(credentials, settings.sslmode, ca)
+        files.append(FileArtifact("my_cnf", my_cnf, text.encode(), SECRET_MODE))
+
+    wp_config = _path(settings.wp_config, None, environ)
+    if wp_config is not None:
+        artifact = _render_wp_artifact(wp_config, credentials, settings, environ, problems)
+        if artifact is not None:
+            files.append(artifact)
+
+    if problems:
+        raise ConfigError(problems)
+    secret_variables = frozenset({settings.url_env})
+    return Rendering(environment, tuple(files), secret_variables)
+
+
+def _render_wp_artifact(
+    path: Path,
+    credentials: DatabaseCredentials,
+    settings: Settings,
+    environ: Mapping[str, str],
+    problems: list[str],
+) -> FileArtifact | None:
+    constants = wp_constants(credentials, sslmode=settings.sslmode, collate=settings.wp_collate)
+    if any(c in settings.wp_collate for c in "\r\n\0"):
+        problems.append("CLOUDBOOT_WP_COLLATE contains a CR, LF or NUL")
+        return None
+    try:
+        template = path.read_text(encoding="utf-8")
+        keep = True
+    except FileNotFoundError:
+        sample = _path(settings.wp_config_sample, None, environ) or (
+            path.parent / "wp-config-sample.php"
+        )
+        try:
+            template = sample.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or "not UTF-8 text"
+            problems.append(
+                f"CLOUDBOOT_WP_CONFIG: {path} does not exist and its sample {sample} "
+                f"cannot be read ({reason})"
+            )
+            return None
+        keep = False
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or "not UTF-8 text"
+        problems.append(f"CLOUDBOOT_WP_CONFIG: {path} cannot be read ({reason})")
+        return None
+    text = render_wp_config(template, constants)
+    return FileArtifact("wp_config", path, text.encode(), WP_CONFIG_MODE, keep_existing_mode=keep)
