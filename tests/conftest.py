@@ -1,0 +1,126 @@
+"""Fixtures: TLS-only database servers, an isolated environment, and the leak guard.
+
+Session-scoped (started once, removed at the end):
+    ``certs`` -> ``Certificates``; ``pg_server`` -> ``PostgresServer``;
+    ``mariadb_server`` -> ``MariaDBServer``.
+Per test:
+    ``make_pg_server(*, start=True)`` / ``make_mariadb_server(*, start=True)``: private
+    servers a test may stop, restart or start late; removed after the test.
+    ``secret_password``: a 100+ character password full of awkward characters, known to
+    the leak guard. ``NASTY_PASSWORDS`` (from ``servers``) are registered too.
+Automatic for every test:
+    a fresh empty ``HOME`` and none of the variables that would steer cloudboot or a
+    database client (see ``ISOLATED_PREFIXES``/``ISOLATED_NAMES``/``ISOLATED_SUFFIXES``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from leakguard import register_secret
+from servers import (
+    NASTY_PASSWORDS,
+    SECRET_PASSWORD,
+    Certificates,
+    MakeMariaDBServer,
+    MakePostgresServer,
+    MariaDBServer,
+    PostgresServer,
+    make_certificates,
+)
+
+pytest_plugins = ["pytester", "leakguard"]
+
+for _password in NASTY_PASSWORDS:
+    register_secret(_password)
+
+ISOLATED_PREFIXES = ("PG", "DB_", "WORDPRESS_", "CLOUDBOOT_", "MYSQL_", "MARIADB_")
+ISOLATED_NAMES = ("DATABASE_URL", "SSL_CERT_FILE", "SSL_CERT_DIR")
+ISOLATED_SUFFIXES = ("_SECRET",)
+
+
+def is_isolated_variable(name: str) -> bool:
+    """Whether the autouse fixture removes ``name`` from the environment of each test."""
+    return (
+        name.startswith(ISOLATED_PREFIXES)
+        or name in ISOLATED_NAMES
+        or name.endswith(ISOLATED_SUFFIXES)
+    )
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path_factory.mktemp("home")))
+    for name in list(os.environ):
+        if is_isolated_variable(name):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
+    return make_certificates(tmp_path_factory.mktemp("certs"))
+
+
+@pytest.fixture(scope="session")
+def pg_server(certs: Certificates) -> Iterator[PostgresServer]:
+    with PostgresServer(certs) as server:
+        register_secret(server.admin_password)
+        server.start()
+        yield server
+
+
+@pytest.fixture(scope="session")
+def mariadb_server(certs: Certificates) -> Iterator[MariaDBServer]:
+    with MariaDBServer(certs) as server:
+        server.start()
+        yield server
+
+
+@pytest.fixture
+def make_pg_server(certs: Certificates) -> Iterator[MakePostgresServer]:
+    made: list[PostgresServer] = []
+
+    def make(*, start: bool = True) -> PostgresServer:
+        server = PostgresServer(certs)
+        made.append(server)
+        register_secret(server.admin_password)
+        if start:
+            server.start()
+        return server
+
+    yield make
+    for server in made:
+        server.cleanup()
+
+
+@pytest.fixture
+def make_mariadb_server(certs: Certificates) -> Iterator[MakeMariaDBServer]:
+    made: list[MariaDBServer] = []
+
+    def make(*, start: bool = True) -> MariaDBServer:
+        server = MariaDBServer(certs)
+        made.append(server)
+        if start:
+            server.start()
+        return server
+
+    yield make
+    for server in made:
+        server.cleanup()
+
+
+@pytest.fixture
+def secret_password() -> str:
+    return register_secret(SECRET_PASSWORD)
+
+
+@pytest.fixture
+def home() -> Path:
+    """The test's fresh, empty ``HOME``."""
+    return Path(os.environ["HOME"])
