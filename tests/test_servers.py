@@ -178,7 +178,9 @@ def test_pg_cleanup_removes_everything(certs: Certificates) -> None:
 
 def test_mariadb_has_no_root_over_tcp(mariadb_server: MariaDBServer) -> None:
     code, _ = mysql_connect_error(**mariadb_server.connect_kwargs("root", ""))
-    assert code == 1130  # "Host '127.0.0.1' is not allowed to connect"
+    # 1130 "Host '127.0.0.1' is not allowed to connect" on a fresh server; 1045 once
+    # another test has created a user@'%' (MariaDB then matches that entry first).
+    assert code in (1045, 1130)
 
 
 @pytest.mark.parametrize("password", NASTY_PASSWORDS, ids=range(len(NASTY_PASSWORDS)))

@@ -58,8 +58,11 @@ def configure(fmt: str | None, level: str, stream: TextIO | None = None) -> None
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
-            _redact_processor,
+            # Traceback to text first, so that it is redacted as a value: once rendered as
+            # JSON, a secret with a quote, backslash or non-ASCII letter is escaped and
+            # the last pass below would no longer find it.
             structlog.processors.format_exc_info,
+            _redact_processor,
             renderer,
             _redact_rendered,
         ],

@@ -84,8 +84,12 @@ def _tls_query(scheme: str, sslmode: str, ca: str | None) -> list[tuple[str, str
         return query + ([("ssl-ca", ca)] if ca else [])
     # mysql+pymysql (SQLAlchemy): ssl_* keys become PyMySQL's ssl dict; a CA turns on
     # certificate verification and host-name checking unless told otherwise.
-    if sslmode == "disable" or ca is None:
+    if sslmode == "disable":
         return []
+    if ca is None:
+        # require: any ssl_* key makes TLS mandatory (with no ssl dict at all PyMySQL
+        # only tries TLS and falls back to plaintext); no CA means nothing is checked.
+        return [("ssl_check_hostname", "false")]
     query = [("ssl_ca", ca)]
     return query + ([("ssl_check_hostname", "false")] if sslmode == "verify-ca" else [])
 
@@ -192,6 +196,9 @@ def render_my_cnf(credentials: DatabaseCredentials, sslmode: str, ca: str | None
         ("password", credentials.password.reveal()),
         ("host", credentials.host),
         ("port", str(credentials.port)),
+        # Without it the clients take host "localhost" to mean the Unix socket: no TLS,
+        # and perhaps another server.
+        ("protocol", "TCP"),
     ]
     if ca:
         client.append(("ssl-ca", ca))
@@ -265,7 +272,9 @@ def render_wp_config(
     still holding the sample's placeholder get fresh random values. Every other line is
     kept byte for byte, so a second run gives the same text.
     """
-    lines = template.splitlines(keepends=True)
+    # Split at LF only, keeping it: str.splitlines would also split at \f, \x1c, \u2028
+    # and others, which PHP does not treat as line ends.
+    lines = re.findall(r"[^\n]*\n|[^\n]+$", template)
     missing = dict(constants)
     last_db_line = None
     for index, line in enumerate(lines):
@@ -410,14 +419,16 @@ def _render_wp_artifact(
         problems.append("CLOUDBOOT_WP_COLLATE contains a CR, LF or NUL")
         return None
     try:
-        template = path.read_text(encoding="utf-8")
+        # Bytes, then decode: read_text would turn CRLF into LF, and every line that is
+        # not ours must stay byte for byte.
+        template = path.read_bytes().decode("utf-8")
         keep = True
     except FileNotFoundError:
         sample = _path(settings.wp_config_sample, None, environ) or (
             path.parent / "wp-config-sample.php"
         )
         try:
-            template = sample.read_text(encoding="utf-8")
+            template = sample.read_bytes().decode("utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             reason = getattr(exc, "strerror", None) or "not UTF-8 text"
             problems.append(

@@ -13,7 +13,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from .errors import ConfigError
@@ -82,6 +89,12 @@ class Settings(BaseSettings):
     hooks: tuple[Hook, ...] = ()
     log_format: Literal["json", "console"] | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("log_format", "log_level", mode="before")
+    @classmethod
+    def _lower_case(cls, value: object) -> object:
+        # The CLI configures logging from these case-insensitively; agree with it.
+        return value.lower() if isinstance(value, str) else value
 
     @classmethod
     def settings_customise_sources(
@@ -156,7 +169,9 @@ def load_settings(environ: Mapping[str, str]) -> tuple[Settings | None, list[str
     for name, value in environ.items():
         if name.startswith(PREFIX):
             key = name[len(PREFIX) :].lower()
-            values[key] = value if value != "" or key in _EMPTY_MEANS_OFF else None
+            if value == "" and key not in _EMPTY_MEANS_OFF:
+                continue  # empty means unset: the file's value, else the default, stands
+            values[key] = value
             origins[key] = name
     values["config"] = config_path or (path if file_values else None)
     if values.get("hooks") is not None and origins.get("hooks", "").startswith(PREFIX):

@@ -90,7 +90,7 @@ class _Reader:
         self.environ = environ
         self.problems: list[str] = []
         self.used: list[str] = []
-        self.conflicts: set[str] = set()
+        self.conflicts: set[str] = set()  # names already reported (both set, unreadable)
 
     def has(self, name: str) -> bool:
         return name in self.environ or f"{name}_FILE" in self.environ
@@ -110,6 +110,7 @@ class _Reader:
             except (OSError, UnicodeDecodeError) as exc:
                 reason = getattr(exc, "strerror", None) or "not UTF-8 text"
                 self.problems.append(f"{file_name}: the file cannot be read ({reason})")
+                self.conflicts.add(name)  # reported; not "missing" as well
                 return None
             return value.removesuffix("\n")
         if direct is not None:

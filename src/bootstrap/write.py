@@ -65,8 +65,14 @@ def parse_owner(owner: str | None) -> tuple[int, int] | None:
     return uid, gid
 
 
+def _target(path: Path) -> Path:
+    # Write through a symlink (Bitnami links wp-config.php into its volume) instead of
+    # replacing the link with a regular file.
+    return path.resolve() if path.is_symlink() else path
+
+
 def _stage(item: Planned, owner: tuple[int, int] | None) -> Path:
-    target = item.artifact.path
+    target = _target(item.artifact.path)
     target.parent.mkdir(parents=True, exist_ok=True)
     temp = target.parent / f".{target.name}.cloudboot-{os.getpid()}"
     # 0600 from the first byte: the content may hold a password.
@@ -98,7 +104,7 @@ def write(planned: Iterable[Planned], owner: str | None = None) -> None:
             if item.action == "unchanged":
                 continue
             try:
-                staged.append((_stage(item, ids), item.artifact.path))
+                staged.append((_stage(item, ids), _target(item.artifact.path)))
             except OSError as exc:
                 raise WriteError(
                     f"{item.artifact.kind} artifact {item.artifact.path} cannot be written: "

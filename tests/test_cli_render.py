@@ -1,0 +1,390 @@
+"""``cloudboot render`` and ``cloudboot env`` as a user runs them: a subprocess with a
+fresh ``HOME``, its output checked by the leak guard.
+
+Bad input exits 78 naming the variable and the field, never the value, with every
+problem in one run and no artifact written; ``--dry-run`` writes nothing; a second run
+says ``unchanged``; ``env`` output read back by ``sh``, python-dotenv and ``json`` gives
+the URL exactly; no log line, at debug level either, shows a secret.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import dotenv
+import pytest
+
+from leakguard import assert_no_secret
+from readers import cloudboot, describe, failure, log_events, run, wordpress_sample
+from servers import NASTY_PASSWORDS
+
+PASSWORD = NASTY_PASSWORDS[0]  # every awkward character, 100+ long, leak-guarded
+SECOND_PASSWORD = NASTY_PASSWORDS[1]
+
+
+def secret(**fields: object) -> str:
+    data: dict[str, object] = {
+        "dbClusterIdentifier": "sample-cluster",
+        "host": "db.internal",
+        "port": 5432,
+        "dbname": "app",
+        "username": "appuser",
+        "password": PASSWORD,
+        "engine": "postgres",
+    }
+    data.update(fields)
+    return json.dumps({k: v for k, v in data.items() if v is not None})
+
+
+@pytest.fixture
+def wp_folder(tmp_path: Path) -> Path:
+    """A WordPress folder (outside HOME) with an existing wp-config.php and the sample."""
+    folder = tmp_path / "html"
+    folder.mkdir()
+    shutil.copy(wordpress_sample(), folder / "wp-config-sample.php")
+    (folder / "wp-config.php").write_text("<?php\ndefine( 'DB_NAME', 'kept' );\n")
+    return folder
+
+
+def all_artifacts(home: Path, wp_folder: Path) -> dict[str, str]:
+    """Settings asking for every artifact."""
+    return {
+        "CLOUDBOOT_PROFILE": str(home / "app.profile"),
+        "CLOUDBOOT_MY_CNF": str(home / "my.cnf"),
+        "CLOUDBOOT_WP_CONFIG": str(wp_folder / "wp-config.php"),
+        "CLOUDBOOT_CA_FILE": "/etc/ssl/certs/ca-certificates.crt",
+    }
+
+
+# --- bad input ------------------------------------------------------------------------------
+
+BadCase = Callable[[Path], dict[str, str]]
+
+
+def _two_files(tmp_path: Path) -> dict[str, str]:
+    password_file = tmp_path / "password"
+    password_file.write_text(SECOND_PASSWORD + "\n")
+    return {
+        "PGHOST": "db.internal",
+        "PGDATABASE": "app",
+        "PGUSER": "appuser",
+        "PGPASSWORD": SECOND_PASSWORD,
+        "PGPASSWORD_FILE": str(password_file),
+    }
+
+
+BAD_INPUT: dict[str, tuple[BadCase, tuple[str, ...], tuple[str, ...]]] = {
+    # name: (environment, what the problems must name, what they must never show)
+    "not JSON": (
+        lambda _: {"DB_SECRET": secret()[:-20]},
+        ("DB_SECRET", "JSON"),
+        (),
+    ),
+    "a JSON array": (
+        lambda _: {"CLOUDBOOT_SECRET_ENV": "DB_SECRET", "DB_SECRET": json.dumps([PASSWORD])},
+        ("DB_SECRET", "array"),
+        (),
+    ),
+    "no username": (
+        lambda _: {"DB_SECRET": secret(username=None)},
+        ("DB_SECRET", "'username'"),
+        (),
+    ),
+    "no password": (
+        lambda _: {"DB_SECRET": secret(password=None)},
+        ("DB_SECRET", "'password'"),
+        (),
+    ),
+    "port not a number": (
+        lambda _: {"DB_SECRET": secret(port="fivefourthreetwo")},
+        ("DB_SECRET", "'port'"),
+        ("fivefourthreetwo",),
+    ),
+    "family port not a number": (
+        lambda _: {
+            "DB_HOST": "db.internal",
+            "DB_PORT": "54x32",
+            "DB_NAME": "app",
+            "DB_USER": "appuser",
+            "DB_PASSWORD": PASSWORD,
+            "CLOUDBOOT_ENGINE": "postgres",
+        },
+        ("DB_PORT",),
+        ("54x32",),
+    ),
+    "two candidates": (
+        lambda _: {"DB_SECRET": secret(), "SAMPLECLUSTER_SECRET": secret(password=SECOND_PASSWORD)},
+        ("DB_SECRET", "SAMPLECLUSTER_SECRET", "CLOUDBOOT_SECRET_ENV"),
+        (),
+    ),
+    "X and X_FILE": (_two_files, ("PGPASSWORD", "PGPASSWORD_FILE"), ()),
+    "unknown engine": (
+        lambda _: {"DB_SECRET": secret(engine="oracle-se2")},
+        ("DB_SECRET", "'engine'"),
+        ("oracle-se2",),
+    ),
+    "unknown CLOUDBOOT_ENGINE": (
+        lambda _: {"DB_SECRET": secret(), "CLOUDBOOT_ENGINE": "sqlserver"},
+        ("CLOUDBOOT_ENGINE",),
+        ("sqlserver",),
+    ),
+    "CR in the password": (
+        lambda _: {"DB_SECRET": secret(password=PASSWORD + "\rafter-the-cr")},
+        ("DB_SECRET", "'password'", "CR"),
+        ("after-the-cr",),
+    ),
+    "LF in the user": (
+        lambda _: {"DB_SECRET": secret(username="appuser\nafter-the-lf")},
+        ("DB_SECRET", "'username'", "LF"),
+        ("after-the-lf",),
+    ),
+    "NUL in the host": (
+        lambda _: {"DB_SECRET": secret(host="db.internal\0after-the-nul")},
+        ("DB_SECRET", "'host'", "NUL"),
+        ("after-the-nul",),
+    ),
+    "LF in a family variable": (
+        lambda _: {
+            "PGHOST": "db.internal",
+            "PGDATABASE": "app\nafter-the-lf",
+            "PGUSER": "appuser",
+            "PGPASSWORD": PASSWORD,
+        },
+        ("PGDATABASE",),
+        ("after-the-lf",),
+    ),
+    "no database name": (
+        lambda _: {"DB_SECRET": secret(dbname=None)},
+        ("DB_SECRET", "'dbname'"),
+        (),
+    ),
+    "a bad setting": (
+        lambda _: {"DB_SECRET": secret(), "CLOUDBOOT_SSLMODE": "whenever-possible"},
+        ("CLOUDBOOT_SSLMODE",),
+        ("whenever-possible",),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUT))
+def test_bad_input_exits_78_naming_what_is_wrong_and_writes_nothing(
+    case: str, home: Path, tmp_path: Path, wp_folder: Path
+) -> None:
+    make_env, named, never = BAD_INPUT[case]
+    wp_config = wp_folder / "wp-config.php"
+    before = wp_config.read_bytes(), wp_config.stat().st_mtime_ns
+    env = {**all_artifacts(home, wp_folder), **make_env(tmp_path)}
+    result = cloudboot(["render"], env, home=home)  # the leak guard reads its output
+    assert result.returncode == 78, describe(result)
+    event = failure(result)
+    assert event["exit_code"] == 78
+    text = "\n".join(event["problems"])
+    for name in named:
+        assert name in text, f"{name!r} not named in {event['problems']}"
+    for value in never:
+        assert value not in result.stderr
+        assert value not in result.stdout
+    assert result.stdout == ""
+    assert list(home.iterdir()) == []
+    assert (wp_config.read_bytes(), wp_config.stat().st_mtime_ns) == before
+    assert sorted(p.name for p in wp_folder.iterdir()) == ["wp-config-sample.php", "wp-config.php"]
+
+
+def test_every_problem_in_one_run(home: Path) -> None:
+    env = {
+        "DB_SECRET": secret(port="nope-port", engine="db2-engine", username=None),
+        "CLOUDBOOT_SSLMODE": "sometimes",
+        "CLOUDBOOT_WAIT_TIMEOUT": "soon",
+    }
+    result = cloudboot(["render"], env, home=home)
+    assert result.returncode == 78, describe(result)
+    problems = failure(result)["problems"]
+    text = "\n".join(problems)
+    for name in ("'port'", "'engine'", "'username'", "CLOUDBOOT_SSLMODE", "CLOUDBOOT_WAIT_TIMEOUT"):
+        assert name in text
+    assert len(problems) >= 5
+    for value in ("nope-port", "db2-engine", "sometimes", "soon"):
+        assert value not in result.stderr
+
+
+def test_a_problem_in_one_artifact_writes_no_other(home: Path, tmp_path: Path) -> None:
+    no_sample = tmp_path / "empty-folder"
+    no_sample.mkdir()
+    env = {
+        "DB_SECRET": secret(),
+        "CLOUDBOOT_PROFILE": str(home / "app.profile"),
+        "CLOUDBOOT_WP_CONFIG": str(no_sample / "wp-config.php"),
+    }
+    result = cloudboot(["render"], env, home=home)
+    assert result.returncode == 78, describe(result)
+    assert "CLOUDBOOT_WP_CONFIG" in "\n".join(failure(result)["problems"])
+    assert list(home.iterdir()) == []  # .pgpass, .pg_service.conf and the profile neither
+    assert list(no_sample.iterdir()) == []
+
+
+def test_source_precedence_through_the_command_line(home: Path) -> None:
+    family = {
+        "PGHOST": "family.internal",
+        "PGDATABASE": "familydb",
+        "PGUSER": "familyuser",
+        "PGPASSWORD": SECOND_PASSWORD,
+    }
+    url = {"DATABASE_URL": "postgresql://urluser:url-password@url.internal:5432/urldb"}
+    for env, host in (
+        ({"DB_SECRET": secret(), "WEBHOOK_SECRET": "abc", **family, **url}, "db.internal"),
+        ({"WEBHOOK_SECRET": "abc", **family, **url}, "family.internal"),
+        ({"WEBHOOK_SECRET": "abc", **url}, "url.internal"),
+    ):
+        result = cloudboot(
+            ["env", "--format", "json"], env, home=home, allow=[PASSWORD, SECOND_PASSWORD]
+        )
+        assert result.returncode == 0, describe(result)
+        assert f"@{host}:5432/" in json.loads(result.stdout)["DATABASE_URL"]
+
+
+# --- render ---------------------------------------------------------------------------------
+
+
+def test_dry_run_writes_nothing_and_masks_the_password(home: Path, wp_folder: Path) -> None:
+    (wp_folder / "wp-config.php").unlink()
+    env = {"DB_SECRET": secret(), **all_artifacts(home, wp_folder)}
+    result = cloudboot(["render", "--dry-run"], env, home=home)
+    assert result.returncode == 0, describe(result)
+    assert list(home.iterdir()) == []
+    assert sorted(p.name for p in wp_folder.iterdir()) == ["wp-config-sample.php"]
+    lines = result.stdout.splitlines()
+    assert lines[-1] == "(dry run: nothing written)"
+    assert any(
+        x.startswith("create") and "DATABASE_URL=postgresql://appuser:***@db.internal" in x
+        for x in lines
+    )
+    for path in (".pgpass", ".pg_service.conf", "app.profile", "my.cnf"):
+        assert any(
+            x.startswith("create") and "0600" in x and x.split()[2] == str(home / path)
+            for x in lines
+        ), path
+    assert any("0640" in x and "wp-config.php" in x for x in lines)
+
+    result = cloudboot(["render", "--dry-run", "--json"], env, home=home)
+    assert result.returncode == 0, describe(result)
+    report = json.loads(result.stdout)
+    assert report["dry_run"] is True
+    rows = report["artifacts"]
+    url_row = next(r for r in rows if r.get("variable") == "DATABASE_URL")
+    assert url_row["value"].startswith("postgresql://appuser:***@db.internal:5432/app?")
+    assert {r["kind"]: (r["mode"], r["action"]) for r in rows if "kind" in r} == {
+        "pgpass": ("0600", "create"),
+        "pg_service": ("0600", "create"),
+        "profile": ("0600", "create"),
+        "my_cnf": ("0600", "create"),
+        "wp_config": ("0640", "create"),
+    }
+    assert list(home.iterdir()) == []
+
+
+def test_render_writes_then_reports_unchanged(home: Path, wp_folder: Path) -> None:
+    (wp_folder / "wp-config.php").unlink()
+    env = {"DB_SECRET": secret(), **all_artifacts(home, wp_folder)}
+    result = cloudboot(["render", "--json"], env, home=home)
+    assert result.returncode == 0, describe(result)
+    first = json.loads(result.stdout)
+    assert first["dry_run"] is False
+    assert {r["action"] for r in first["artifacts"] if "kind" in r} == {"create"}
+    written = sorted(p.name for p in home.iterdir())
+    assert written == [".pg_service.conf", ".pgpass", "app.profile", "my.cnf"]
+    for name in written:
+        assert (home / name).stat().st_mode & 0o777 == 0o600
+    events = [e["event"] for e in log_events(result.stderr)]
+    assert "cloudboot.render.file" in events
+
+    result = cloudboot(["render"], env, home=home)
+    assert result.returncode == 0, describe(result)
+    file_lines = [x for x in result.stdout.splitlines() if " env " not in x]
+    assert len(file_lines) == 5
+    assert all(x.startswith("unchanged") for x in file_lines), result.stdout
+    # A changed password is an update of exactly the files that hold it.
+    env["DB_SECRET"] = secret(password=SECOND_PASSWORD)
+    result = cloudboot(["render", "--json"], env, home=home)
+    actions = {
+        r["kind"]: r["action"] for r in json.loads(result.stdout)["artifacts"] if "kind" in r
+    }
+    assert actions == {
+        "pgpass": "update",
+        "pg_service": "unchanged",
+        "profile": "update",
+        "my_cnf": "update",
+        "wp_config": "update",
+    }
+
+
+# --- env ------------------------------------------------------------------------------------
+
+
+def test_env_formats_give_back_the_url_exactly(home: Path) -> None:
+    env = {"DB_SECRET": secret(), "CLOUDBOOT_CA_FILE": "/etc/ssl/certs/ca-certificates.crt"}
+    result = cloudboot(["env", "--format", "json"], env, home=home, allow=[PASSWORD])
+    assert result.returncode == 0, describe(result)
+    variables = json.loads(result.stdout)
+    assert set(variables) == {"DATABASE_URL", "PGPASSFILE", "PGSERVICEFILE"}
+    url = variables["DATABASE_URL"]
+    assert url.startswith("postgresql://appuser:")
+    assert list(home.iterdir()) == []  # env writes no file
+
+    for args in (["env"], ["env", "--format", "shell"]):
+        result = cloudboot(args, env, home=home, allow=[PASSWORD])
+        assert result.returncode == 0, describe(result)
+        assert all(x.startswith("export ") for x in result.stdout.splitlines())
+        (home / "env.sh").write_text(result.stdout)
+        script = (
+            'eval "$(cat env.sh)"; '
+            'printf "%s\\0%s\\0%s" "$DATABASE_URL" "$PGPASSFILE" "$PGSERVICEFILE"'
+        )
+        shell = run(["sh", "-c", script], home=home)
+        assert shell.returncode == 0, describe(shell)
+        assert shell.stdout.split("\0") == [
+            url,
+            variables["PGPASSFILE"],
+            variables["PGSERVICEFILE"],
+        ]
+        (home / "env.sh").unlink()
+
+    result = cloudboot(["env", "--format", "dotenv"], env, home=home, allow=[PASSWORD])
+    assert result.returncode == 0, describe(result)
+    assert dotenv.dotenv_values(stream=io.StringIO(result.stdout), interpolate=False) == variables
+
+
+# --- logs and the program itself ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("log_format", ["json", "console"])
+def test_debug_logs_show_no_secret(home: Path, wp_folder: Path, log_format: str) -> None:
+    env = {
+        "DB_SECRET": secret(),
+        **all_artifacts(home, wp_folder),
+        "CLOUDBOOT_LOG_LEVEL": "debug",
+        "CLOUDBOOT_LOG_FORMAT": log_format,
+    }
+    result = cloudboot(["render"], env, home=home)  # stdout and stderr leak-checked
+    assert result.returncode == 0, describe(result)
+    assert "cloudboot.sources.found" in result.stderr
+    assert "cloudboot.render.file" in result.stderr
+    # The failure path at debug level too: a bad port next to a good password.
+    env["DB_SECRET"] = secret(port="bad-port")
+    result = cloudboot(["render"], env, home=home)
+    assert result.returncode == 78
+    assert "cloudboot.failed" in result.stderr
+    assert_no_secret(result.stderr)
+
+
+def test_version_from_the_console_script_and_python_m(home: Path) -> None:
+    script = Path(sys.executable).parent / "cloudboot"
+    by_script = run([str(script), "--version"], home=home)
+    by_module = run([sys.executable, "-m", "bootstrap", "--version"], home=home)
+    assert by_script.returncode == by_module.returncode == 0
+    assert by_script.stdout == by_module.stdout
+    assert by_script.stdout.startswith("cloudboot ")
