@@ -390,6 +390,7 @@ def test_my_cnf_reads_back_through_mysys_rules(
         b"user": username.encode(),
         b"password": password.encode(),
         b"host": host.encode(),
+        b"protocol": b"TCP",
         b"port": str(port).encode(),
         b"ssl-ca": b"/c a",
         b"ssl": None,

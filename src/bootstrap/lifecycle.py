@@ -1,17 +1,34 @@
-"""The boot, stage by stage: load → render → write, then (in later stages) wait →
-ensure the database → hooks → exec. Each stage takes what the one before returned."""
+"""The boot, stage by stage: load → render → write → wait → ensure the database →
+hooks → exec. Each stage takes what the one before returned.
+
+While cloudboot runs (it is PID 1 in a container until it execs), SIGTERM and SIGINT
+end the boot at once with :class:`Interrupted` (exit 128 + n); a running hook's process
+group gets the signal too. After the exec the server has cloudboot's PID and handles
+its own signals.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, NoReturn
 
 from .credentials import DatabaseCredentials, register_secret_form
+from .errors import CloudbootError, Interrupted
 from .logs import get_logger
 from .render import Rendering, quote_component, render
-from .settings import Settings
+from .settings import Hook, Settings
 from .sources import load
 from .write import Planned, plan, write
+
+if TYPE_CHECKING:
+    from .hooks import Lease
+    from .wait import Readiness
 
 
 @dataclass(frozen=True)
@@ -36,6 +53,11 @@ def prepare(environ: Mapping[str, str]) -> Prepared:
     register_secret_form(quote_component(credentials.password.reveal()))
     rendering = render(credentials, settings, environ)
     planned = tuple(plan(rendering.files))
+    _log_sources(credentials)
+    return Prepared(settings, credentials, rendering, planned, environ)
+
+
+def _log_sources(credentials: DatabaseCredentials) -> None:
     get_logger().info(
         "cloudboot.sources.found",
         source=credentials.source,
@@ -45,7 +67,6 @@ def prepare(environ: Mapping[str, str]) -> Prepared:
         port=credentials.port,
         dbname=credentials.dbname,
     )
-    return Prepared(settings, credentials, rendering, planned, environ)
 
 
 def write_artifacts(prepared: Prepared) -> None:
@@ -60,3 +81,135 @@ def write_artifacts(prepared: Prepared) -> None:
             mode=f"{item.mode:04o}",
             action=item.action,
         )
+
+
+class ExecError(CloudbootError):
+    """The server command cannot be executed: exit 127 when it is not found, 126 when
+    it is found but cannot be run (the codes shells use)."""
+
+    def __init__(self, message: str, *, exit_code: int, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.exit_code = exit_code
+
+
+@contextmanager
+def signals_end_the_boot() -> Iterator[None]:
+    """Within the block, the first SIGTERM or SIGINT raises :class:`Interrupted`;
+    later ones are ignored so that cleanup (ending a hook's group) is not cut short.
+
+    The previous handlers come back afterwards. Outside the main thread (a library
+    caller's worker) signals cannot be handled and nothing changes.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    fired: list[int] = []
+
+    def handler(signum: int, _frame: object) -> None:
+        if not fired:
+            fired.append(signum)
+            raise Interrupted(signum)
+
+    previous = {signum: signal.signal(signum, handler) for signum in _ENDING_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+_ENDING_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def wait_only(environ: Mapping[str, str]) -> Readiness:
+    """``cloudboot wait``: load the credentials, then wait until the database answers.
+
+    Writes nothing and creates nothing. Raises what :func:`bootstrap.wait.wait_ready`
+    raises (69, 77), :class:`ConfigError` (78) or :class:`Interrupted`.
+    """
+    from .wait import wait_ready  # noqa: PLC0415 - tenacity and drivers load only here
+
+    with signals_end_the_boot():
+        settings, credentials = load(environ)
+        _log_sources(credentials)
+        return wait_ready(credentials, settings, environ)
+
+
+def migrate(environ: Mapping[str, str]) -> Prepared:
+    """``cloudboot migrate`` and the boot up to the exec: prepare, write the artifacts,
+    wait, create the database when missing (and allowed), run the hooks.
+
+    Returns what was prepared. Every failure raises a :class:`CloudbootError` with its
+    exit code; nothing after a failed stage runs.
+    """
+    with signals_end_the_boot():
+        return _stages(environ)
+
+
+def boot(environ: Mapping[str, str], cmd: Sequence[str]) -> NoReturn:
+    """The boot: :func:`migrate`'s stages, then replace this process with ``cmd``.
+
+    ``cmd`` runs with :meth:`Prepared.server_environment` and cloudboot's PID; its exit
+    code is the container's. Never returns: raises what :func:`migrate` raises, or
+    :class:`ExecError` (127 not found, 126 not executable).
+    """
+    # The exec happens with our handlers still installed: exec resets them to the
+    # defaults, and a signal just before it still ends the boot with 128 + n.
+    with signals_end_the_boot():
+        prepared = _stages(environ)
+        exec_server(cmd, prepared.server_environment())
+
+
+def _stages(environ: Mapping[str, str]) -> Prepared:
+    # Imported here, not at the top: render and env import this module and must not
+    # load tenacity or a driver.
+    from .database import ensure_database, hook_lock  # noqa: PLC0415
+    from .hooks import run_hooks  # noqa: PLC0415
+    from .wait import wait_ready  # noqa: PLC0415
+
+    prepared = prepare(environ)
+    write_artifacts(prepared)
+    settings, credentials = prepared.settings, prepared.credentials
+    readiness = wait_ready(credentials, settings, environ)
+    if not readiness.database_exists:
+        ensure_database(credentials, settings, environ)
+
+    def lock(hook: Hook) -> AbstractContextManager[Lease]:
+        return hook_lock(credentials, settings, environ, hook.name)
+
+    run_hooks(settings.all_hooks(), prepared.server_environment(), lock)
+    return prepared
+
+
+def exec_server(cmd: Sequence[str], environment: Mapping[str, str]) -> NoReturn:
+    """``os.execvpe`` ``cmd`` (looked up on ``environment``'s PATH) with ``environment``.
+
+    Logs ``cloudboot.exec`` with the program and the PID (never the arguments).
+    """
+    program = cmd[0]
+    get_logger().info("cloudboot.exec", program=program, pid=os.getpid())
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Python ignores SIGPIPE and SIGXFSZ for itself; an exec keeps ignored signals
+    # ignored, and the server must start with the defaults.
+    for signum in (signal.SIGPIPE, signal.SIGXFSZ):
+        signal.signal(signum, signal.SIG_DFL)
+    try:
+        os.execvpe(program, list(cmd), dict(environment))  # noqa: S606 - argv, no shell
+    except OSError as exc:
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # Python's own again, to report
+        raise _exec_error(program, exc) from None
+
+
+def _exec_error(program: str, exc: OSError) -> ExecError:
+    if isinstance(exc, FileNotFoundError):
+        return ExecError(
+            f"the server command {program!r} was not found",
+            exit_code=127,
+            hint="check the image's CMD and PATH",
+        )
+    return ExecError(
+        f"the server command {program!r} cannot be executed: {exc.strerror}",
+        exit_code=126,
+        hint="check that it is an executable file",
+    )

@@ -30,3 +30,39 @@ def ca_file(settings: Settings, environ: Mapping[str, str]) -> str | None:
     if settings.ca_file == "system":
         return system_ca_file(environ)
     return settings.ca_file
+
+
+class TlsSetupError(Exception):
+    """The CA file cannot be loaded into a TLS context (missing, unreadable, not PEM).
+
+    Raised before any connection is tried; :func:`bootstrap.connect.classify` files it
+    under ``tls``, like libpq's "root certificate file ... does not exist".
+    """
+
+
+def client_context(settings: Settings, environ: Mapping[str, str]) -> ssl.SSLContext | None:
+    """An ``SSLContext`` for a client such as PyMySQL, or ``None`` under ``disable``.
+
+    ``verify-full``: chain and host name checked; ``verify-ca``: chain only;
+    ``require``: encrypted, nothing checked (what libpq's ``require`` does without a
+    root certificate). The CA file is :func:`ca_file`'s. Raises :class:`TlsSetupError`.
+    """
+    if settings.sslmode == "disable":
+        return None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if settings.sslmode == "require":
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    cafile = ca_file(settings, environ)
+    try:
+        context.load_verify_locations(cafile=cafile)
+    except FileNotFoundError:
+        raise TlsSetupError(f"CA file {cafile} does not exist") from None
+    except (OSError, ssl.SSLError) as exc:
+        reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or "not PEM"
+        raise TlsSetupError(f"CA file {cafile} cannot be loaded: {reason}") from None
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.check_hostname = settings.sslmode == "verify-full"
+    return context

@@ -1,0 +1,153 @@
+"""Helpers for the boot's black-box tests: a database target on a throwaway server, the
+environment that points cloudboot at it, and cloudboot as a running process.
+
+Used by ``test_wait.py``, ``test_hooks.py`` and ``test_lifecycle.py``.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from leakguard import assert_no_secret
+from readers import clean_env, log_events
+from servers import HOST, MariaDBServer, PostgresServer, unique_name
+
+CLOUDBOOT = (sys.executable, "-m", "bootstrap")
+"""How the tests start cloudboot: the real entry point, as a process of its own."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """A user (with a password) on one of the throwaway servers, and a database name
+    that does not exist yet."""
+
+    engine: str
+    server: PostgresServer | MariaDBServer
+    user: str
+    password: str
+    dbname: str
+
+    def environ(self, **extra: str) -> dict[str, str]:
+        """The variables that point cloudboot at this target (JSON logs, test CA, a 30 s
+        deadline), with ``extra`` on top."""
+        env = {
+            "DB_HOST": HOST,
+            "DB_PORT": str(self.server.port),
+            "DB_NAME": self.dbname,
+            "DB_USER": self.user,
+            "DB_PASSWORD": self.password,
+            "CLOUDBOOT_ENGINE": self.engine,
+            "CLOUDBOOT_CA_FILE": str(self.server.ca_file),
+            "CLOUDBOOT_LOG_FORMAT": "json",
+            # Debug: the most there is to log, so the leak guard sees the most.
+            "CLOUDBOOT_LOG_LEVEL": "debug",
+            # A test that goes wrong fails in seconds, not after the default 300.
+            "CLOUDBOOT_WAIT_TIMEOUT": "30",
+        }
+        env.update(extra)
+        return env
+
+    def database_exists(self) -> bool:
+        return self.server.database_exists(self.dbname)
+
+
+def make_target(engine: str, server: PostgresServer | MariaDBServer, password: str) -> Target:
+    """A fresh user on ``server`` and the name of a database still to be created."""
+    user = unique_name("u")
+    server.create_user(user, password)
+    return Target(engine, server, user, password, unique_name("db"))
+
+
+def start(
+    args: Sequence[str], env: Mapping[str, str], *, home: Path, cwd: Path | None = None
+) -> subprocess.Popen[str]:
+    """cloudboot ``args`` as a running process (stdin closed, clean environment, output
+    captured); pair with :func:`finish`."""
+    return subprocess.Popen(
+        [*CLOUDBOOT, *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        encoding="utf-8",
+        errors="replace",
+        env=clean_env(home, env),
+        cwd=cwd or home,
+    )
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A finished cloudboot process: exit code, output, log events, wall time."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    elapsed: float
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        return log_events(self.stderr)
+
+    def names(self) -> list[str]:
+        return [str(e.get("event")) for e in self.events]
+
+    def event(self, name: str) -> dict[str, Any]:
+        for event in self.events:
+            if event.get("event") == name:
+                return event
+        raise AssertionError(f"no {name} event in:\n{self}")
+
+    def __str__(self) -> str:
+        return (
+            f"exit {self.returncode} after {self.elapsed:.2f} s\n"
+            f"stdout:\n{self.stdout}\nstderr:\n{self.stderr}"
+        )
+
+
+def read_until(process: subprocess.Popen[str], event: str) -> str:
+    """Read ``process``'s stderr up to the first log line of ``event``; what was read
+    (hand it to :func:`finish` as ``stderr_before``)."""
+    assert process.stderr is not None
+    lines = []
+    while line := process.stderr.readline():
+        lines.append(line)
+        if f'"event": "{event}"' in line:
+            break
+    return "".join(lines)
+
+
+def finish(
+    process: subprocess.Popen[str],
+    *,
+    started: float | None = None,
+    timeout: float = 60.0,
+    stderr_before: str = "",
+) -> Finished:
+    """Wait for ``process`` (killed after ``timeout``) and check its output for secrets."""
+    started = time.monotonic() if started is None else started
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGKILL)
+        stdout, stderr = process.communicate()
+    stderr = stderr_before + stderr
+    result = Finished(process.returncode, stdout, stderr, time.monotonic() - started)
+    assert_no_secret(stdout)
+    assert_no_secret(stderr)
+    return result
+
+
+def run(
+    args: Sequence[str], env: Mapping[str, str], *, home: Path, timeout: float = 60.0
+) -> Finished:
+    """cloudboot ``args`` to completion."""
+    started = time.monotonic()
+    return finish(start(args, env, home=home), started=started, timeout=timeout)

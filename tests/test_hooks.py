@@ -1,0 +1,324 @@
+"""Hooks: run in order with the rendered environment, in their own process group, under
+the database lock, once per release; a failure stops the boot (70); a signal ends the
+hook's whole group. Black-box against both throwaway servers, plus the runner alone."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, NoReturn
+
+import pytest
+
+from bootproc import Target, finish, make_target, run, start
+from bootstrap.database import (
+    advisory_key,
+    mysql_create_statement,
+    mysql_lock_name,
+    quote_mysql_identifier,
+)
+from bootstrap.errors import ConfigError, HookError, Interrupted
+from bootstrap.hooks import run_hook, run_hooks
+from bootstrap.lifecycle import signals_end_the_boot
+from bootstrap.settings import Hook
+from servers import MariaDBServer, PostgresServer
+
+ENGINES = ["postgres", "mysql"]
+
+
+# --- the runner alone ----------------------------------------------------------------
+
+
+def shell_hook(name: str, script: str, **options: object) -> Hook:
+    """A hook run by ``/bin/sh -c`` (what a TOML ``shell = ...`` hook is)."""
+    return Hook.model_validate({"name": name, "shell": script, **options})
+
+
+def _env() -> dict[str, str]:
+    return {"PATH": os.environ["PATH"], "LANG": "C.UTF-8"}
+
+
+def test_a_non_zero_exit_is_a_hook_error_naming_the_hook() -> None:
+    with pytest.raises(HookError, match=r"hook 'seed' \(/bin/sh\) exited with 3") as caught:
+        run_hook(shell_hook("seed", "exit 3"), _env())
+    assert caught.value.exit_code == 70
+
+
+def test_death_by_signal_is_a_hook_error() -> None:
+    with pytest.raises(HookError, match="killed by signal 9"):
+        run_hook(shell_hook("crash", "kill -9 $$"), _env())
+
+
+def test_a_program_that_does_not_exist_is_a_hook_error() -> None:
+    with pytest.raises(HookError, match="cannot start /nonexistent/migrate"):
+        run_hook(Hook(name="m", run=("/nonexistent/migrate",)), _env())
+
+
+def test_stdin_is_closed_so_a_prompt_fails_instead_of_hanging(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    run_hook(shell_hook("ask", f'read answer; echo "read:$?" > {out}'), _env())
+    assert out.read_text() == "read:1\n"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
+def _wait_gone(pids: list[int], timeout: float = 3.0) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while (alive := [pid for pid in pids if _alive(pid)]) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return alive
+
+
+def test_a_timeout_ends_the_whole_process_group(tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    script = f"sleep 300 & echo $! > {pids}; echo $$ >> {pids}; wait"
+    started = time.monotonic()
+    with pytest.raises(HookError, match=r"did not finish within 0.5 s"):
+        run_hook(shell_hook("slow", script, timeout=0.5), _env())
+    assert time.monotonic() - started < 5
+    assert _wait_gone([int(p) for p in pids.read_text().split()]) == []
+
+
+def test_a_signal_while_the_hook_is_being_started_still_ends_its_group(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The hook runs (and has a child) before Popen has returned in cloudboot; SIGTERM
+    # lands right then. The group must still be ended, not left running without us.
+    pids = tmp_path / "pids"
+    real_popen = subprocess.Popen
+
+    def popen_then_signal(*args: Any, **kwargs: Any) -> subprocess.Popen[bytes]:
+        process = real_popen(*args, **kwargs)
+        deadline = time.monotonic() + 10
+        while len(pids.read_text().split() if pids.exists() else []) < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return process
+
+    monkeypatch.setattr(subprocess, "Popen", popen_then_signal)
+    script = f"sleep 300 & echo $! > {pids}; echo $$ >> {pids}; wait"
+    with pytest.raises(Interrupted) as caught, signals_end_the_boot():
+        run_hook(shell_hook("slow", script), _env())
+    assert caught.value.exit_code == 143
+    assert _wait_gone([int(p) for p in pids.read_text().split()]) == []
+
+
+def test_hooks_run_in_order_with_the_environment(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    hooks = (
+        shell_hook("one", f'echo "one $GREETING" >> {out}', lock=False),
+        Hook(name="two", run=("sh", "-c", f'echo "two $GREETING" >> {out}'), lock=False),
+    )
+    run_hooks(hooks, {**_env(), "GREETING": "hi"}, _no_lock)
+    assert out.read_text() == "one hi\ntwo hi\n"
+
+
+def _no_lock(hook: Hook) -> NoReturn:
+    raise AssertionError(f"hook {hook.name} does not lock")
+
+
+class FakeLease:
+    def __init__(self, done: bool = False) -> None:
+        self.was_done = done
+        self.recorded = False
+
+    def done(self) -> bool:
+        return self.was_done
+
+    def record(self) -> None:
+        self.recorded = True
+
+
+def test_locked_hooks_run_inside_the_lock_and_are_recorded(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    leases: dict[str, FakeLease] = {}
+    order: list[str] = []
+
+    @contextmanager
+    def lock(hook: Hook) -> Iterator[FakeLease]:
+        leases[hook.name] = FakeLease(done=hook.name == "done-before")
+        order.append(f"lock {hook.name}")
+        try:
+            yield leases[hook.name]
+        finally:
+            order.append(f"unlock {hook.name}")
+
+    hooks = (
+        shell_hook("migrate", f"echo migrate >> {out}"),
+        shell_hook("done-before", f"echo done-before >> {out}"),
+        shell_hook("free", f"echo free >> {out}", lock=False),
+        shell_hook("fails", "exit 1"),
+    )
+    with pytest.raises(HookError):
+        run_hooks(hooks, _env(), lock)
+    assert out.read_text() == "migrate\nfree\n"
+    assert order == [
+        "lock migrate", "unlock migrate", "lock done-before", "unlock done-before",
+        "lock fails", "unlock fails",
+    ]  # fmt: skip
+    assert leases["migrate"].recorded
+    assert not leases["done-before"].recorded
+    assert not leases["fails"].recorded
+
+
+# --- lock and identifier helpers ----------------------------------------------------
+
+
+def test_mysql_identifiers_double_their_backquotes() -> None:
+    assert quote_mysql_identifier("a`b") == "`a``b`"
+    statement = mysql_create_statement("app`x", "utf8mb4_bin")
+    assert statement == (
+        "CREATE DATABASE IF NOT EXISTS `app``x` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+    )
+    assert mysql_create_statement("app", None).endswith("CHARACTER SET utf8mb4")
+
+
+def test_a_collation_that_is_not_a_name_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="CLOUDBOOT_COLLATION"):
+        mysql_create_statement("app", "utf8mb4_bin; DROP DATABASE x")
+
+
+def test_lock_names_fit_and_keys_are_stable() -> None:
+    assert mysql_lock_name("app") == "cloudboot:hooks:app"
+    long_name = mysql_lock_name("d" * 64)
+    assert len(long_name) <= 64
+    assert long_name != mysql_lock_name("e" * 64)
+    assert advisory_key("cloudboot:hooks") == advisory_key("cloudboot:hooks")
+    assert -(2**63) <= advisory_key("x") < 2**63
+
+
+# --- the boot against real servers ------------------------------------------------
+
+
+@pytest.fixture(params=ENGINES)
+def target(
+    request: pytest.FixtureRequest,
+    pg_server: PostgresServer,
+    mariadb_server: MariaDBServer,
+    secret_password: str,
+) -> Target:
+    server = pg_server if request.param == "postgres" else mariadb_server
+    return make_target(request.param, server, secret_password)
+
+
+def test_a_failing_hook_exits_70_and_the_server_never_runs(
+    target: Target, home: Path, tmp_path: Path
+) -> None:
+    marker = tmp_path / "server-ran"
+    env = target.environ(CLOUDBOOT_MIGRATE_COMMAND="sh -c 'exit 4'")
+    result = run(["sh", "-c", f"touch {marker}"], env, home=home)
+    assert result.returncode == 70, result
+    assert not marker.exists()
+    failed = result.event("cloudboot.failed")
+    assert "hook 'migrate' (sh) exited with 4" in failed["error"]
+    assert "cloudboot.exec" not in result.names()
+
+
+def test_toml_hooks_then_the_migrate_command_in_order(
+    target: Target, home: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "order"
+    config = tmp_path / "cloudboot.toml"
+    config.write_text(
+        "[[hooks]]\n"
+        f'name = "first"\nrun = ["sh", "-c", "echo first >> {out}"]\nlock = false\n'
+        "[[hooks]]\n"
+        f'name = "second"\nshell = "echo second-$SEEN_BY_HOOK >> {out}"\ntimeout = 30\n'
+    )
+    env = target.environ(
+        CLOUDBOOT_CONFIG=str(config),
+        CLOUDBOOT_MIGRATE_COMMAND=f"sh -c 'echo third >> {out}'",
+        SEEN_BY_HOOK="yes",
+    )
+    result = run(["migrate"], env, home=home)
+    assert result.returncode == 0, result
+    assert out.read_text() == "first\nsecond-yes\nthird\n"
+    assert target.database_exists()
+
+
+def test_sigterm_during_a_hook_ends_the_hook_and_its_children(
+    target: Target, home: Path, tmp_path: Path
+) -> None:
+    pids = tmp_path / "pids"
+    hook = f"sh -c 'sleep 300 & echo $! > {pids}; echo $$ >> {pids}; wait'"
+    process = start(["migrate"], target.environ(CLOUDBOOT_MIGRATE_COMMAND=hook), home=home)
+    deadline = time.monotonic() + 30
+    while len(pids.read_text().split() if pids.exists() else []) < 2:
+        assert time.monotonic() < deadline, "the hook did not start"
+        time.sleep(0.02)
+    sent = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    result = finish(process, started=sent, timeout=10)
+    assert result.returncode == 143, result
+    assert result.elapsed < 2.0, result
+    assert _wait_gone([int(p) for p in pids.read_text().split()]) == []
+
+
+HOOK_BODY = (
+    'sh -c \'echo "start $$ $(date +%s%N)" >> {log}; sleep 0.1; '
+    'echo "end $$ $(date +%s%N)" >> {log}\''
+)
+
+
+def _intervals(log: Path) -> list[tuple[int, int]]:
+    starts: dict[str, int] = {}
+    intervals = []
+    for line in log.read_text().splitlines():
+        what, pid, stamp = line.split()
+        if what == "start":
+            starts[pid] = int(stamp)
+        else:
+            intervals.append((starts.pop(pid), int(stamp)))
+    assert not starts, "a hook started and never ended"
+    return sorted(intervals)
+
+
+def _ten_at_once(target: Target, home: Path, env: dict[str, str]) -> list[str]:
+    processes = [start(["migrate"], env, home=home) for _ in range(10)]
+    results = [finish(process, timeout=90) for process in processes]
+    for result in results:
+        assert result.returncode == 0, result
+    return [name for result in results for name in result.names()]
+
+
+def test_ten_tasks_at_once_create_the_database_and_take_turns(
+    target: Target, home: Path, tmp_path: Path
+) -> None:
+    log = tmp_path / "hook.log"
+    env = target.environ(CLOUDBOOT_MIGRATE_COMMAND=HOOK_BODY.format(log=log))
+    names = _ten_at_once(target, home, env)
+    assert target.database_exists()
+    assert names.count("cloudboot.database.created") == 1
+    intervals = _intervals(log)
+    assert len(intervals) == 10  # no release id: every task runs it, one at a time
+    for (_, end), (next_start, _) in itertools.pairwise(intervals):
+        assert end <= next_start, "two hook runs overlapped"
+
+
+def test_with_a_release_id_the_hook_runs_once_per_release(
+    target: Target, home: Path, tmp_path: Path
+) -> None:
+    log = tmp_path / "hook.log"
+    env = target.environ(
+        CLOUDBOOT_MIGRATE_COMMAND=HOOK_BODY.format(log=log), CLOUDBOOT_RELEASE="v1.2.3"
+    )
+    names = _ten_at_once(target, home, env)
+    assert len(_intervals(log)) == 1
+    assert names.count("cloudboot.hook.skipped") == 9
+    # A new release runs it again, once.
+    again = run(["migrate"], {**env, "CLOUDBOOT_RELEASE": "v1.2.4"}, home=home)
+    assert again.returncode == 0, again
+    assert len(_intervals(log)) == 2
