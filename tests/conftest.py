@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
 from leakguard import register_secret
 from servers import (
@@ -60,6 +61,15 @@ def _isolated_environment(
     for name in list(os.environ):
         if is_isolated_variable(name):
             monkeypatch.delenv(name)
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """An in-process ``main()`` points structlog at this test's captured stderr, which
+    is closed afterwards: give every later test the configuration it had."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
 
 
 @pytest.fixture(scope="session")
