@@ -38,8 +38,8 @@ system-deps:
 	fi
 
 lint: venv
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks demo
+	$(BIN)/ruff format --check src tests benchmarks demo
 	$(BIN)/mypy
 	$(BIN)/hadolint images/wordpress/Dockerfile images/phoenix/Dockerfile
 

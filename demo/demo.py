@@ -50,9 +50,10 @@ def masked(text: str) -> str:
 
 def run(argv: list[str], env: dict[str, str]) -> None:
     print("$ " + " ".join(argv), flush=True)
-    done = subprocess.run(argv, env=env, check=False, capture_output=True, text=True)
+    done = subprocess.run(
+        argv, env=env, check=False, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     sys.stdout.write(masked(done.stdout))
-    sys.stdout.write(masked(done.stderr))
     if done.returncode != 0:
         raise SystemExit(f"demo: {argv[1] if len(argv) > 1 else argv[0]} exited {done.returncode}")
 
@@ -100,9 +101,13 @@ def main() -> None:
                 path = home / name
                 print(f"--- {path} ({oct(path.stat().st_mode & 0o777)})")
                 print(masked(path.read_text()), end="")
+            banner("cloudboot check  (what an operator runs in `copilot svc exec`)")
+            run([CLOUDBOOT, "check"], env)
             banner("psql through the rendered service and passfile")
-            run(["psql", "-X", "-w", "service=app", "-c", "select 'hello from psql' as msg"],
-                {**env, "PGSERVICEFILE": str(home / ".pg_service.conf")})
+            run(
+                ["psql", "-X", "-w", "service=app", "-c", "select 'hello from psql' as msg"],
+                {**env, "PGSERVICEFILE": str(home / ".pg_service.conf")},
+            )
 
 
 if __name__ == "__main__":
