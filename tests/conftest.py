@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 import structlog
 
+from bootproc import Target, make_target
 from leakguard import register_secret
 from servers import (
     NASTY_PASSWORDS,
@@ -134,3 +135,15 @@ def secret_password() -> str:
 def home() -> Path:
     """The test's fresh, empty ``HOME``."""
     return Path(os.environ["HOME"])
+
+
+@pytest.fixture(params=["postgres", "mysql"])
+def target(
+    request: pytest.FixtureRequest,
+    pg_server: PostgresServer,
+    mariadb_server: MariaDBServer,
+    secret_password: str,
+) -> Target:
+    """A login on the session's server of each engine (the test runs once per engine)."""
+    server = pg_server if request.param == "postgres" else mariadb_server
+    return make_target(request.param, server, secret_password)

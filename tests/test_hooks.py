@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 
 import pytest
 
-from bootproc import Target, finish, make_target, run, start
+from bootproc import Target, finish, run, start
 from bootstrap.database import (
     advisory_key,
     mysql_create_statement,
@@ -27,10 +27,6 @@ from bootstrap.errors import ConfigError, HookError, Interrupted
 from bootstrap.hooks import run_hook, run_hooks
 from bootstrap.lifecycle import signals_end_the_boot
 from bootstrap.settings import Hook
-from servers import MariaDBServer, PostgresServer
-
-ENGINES = ["postgres", "mysql"]
-
 
 # --- the runner alone ----------------------------------------------------------------
 
@@ -201,17 +197,6 @@ def test_lock_names_fit_and_keys_are_stable() -> None:
 
 
 # --- the boot against real servers ------------------------------------------------
-
-
-@pytest.fixture(params=ENGINES)
-def target(
-    request: pytest.FixtureRequest,
-    pg_server: PostgresServer,
-    mariadb_server: MariaDBServer,
-    secret_password: str,
-) -> Target:
-    server = pg_server if request.param == "postgres" else mariadb_server
-    return make_target(request.param, server, secret_password)
 
 
 def test_a_failing_hook_exits_70_and_the_server_never_runs(

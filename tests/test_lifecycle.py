@@ -18,19 +18,6 @@ from bootproc import Target, finish, make_target, run, start
 from readers import clean_env, reader
 from servers import HOST, MariaDBServer, PostgresServer, mysql_literal
 
-ENGINES = ["postgres", "mysql"]
-
-
-@pytest.fixture(params=ENGINES)
-def target(
-    request: pytest.FixtureRequest,
-    pg_server: PostgresServer,
-    mariadb_server: MariaDBServer,
-    secret_password: str,
-) -> Target:
-    server = pg_server if request.param == "postgres" else mariadb_server
-    return make_target(request.param, server, secret_password)
-
 
 @pytest.fixture
 def pg_target(pg_server: PostgresServer, secret_password: str) -> Target:

@@ -342,17 +342,6 @@ def test_wait_for_port_returns_as_soon_as_the_port_opens(unused_port: int) -> No
 # --- cloudboot wait against real servers -----------------------------------------------
 
 
-@pytest.fixture(params=ENGINES)
-def target(
-    request: pytest.FixtureRequest,
-    pg_server: PostgresServer,
-    mariadb_server: MariaDBServer,
-    secret_password: str,
-) -> Target:
-    server = pg_server if request.param == "postgres" else mariadb_server
-    return make_target(request.param, server, secret_password)
-
-
 def test_wait_succeeds_and_logs_ready(target: Target, home: Path) -> None:
     result = run(["wait"], target.environ(), home=home)
     assert result.returncode == 0, result

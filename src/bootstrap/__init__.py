@@ -2,7 +2,8 @@
 the database is reachable over verified TLS, prepare it, and exec the server.
 
 The library face: load settings and credentials from a mapping, render the artifacts,
-plan and write them. The CLI (``cloudboot``) is built on exactly these.
+plan and write them, and run the later stages of the boot. The CLI (``cloudboot``) is
+built on exactly these; database drivers load only when a stage needs them.
 """
 
 from .credentials import DatabaseCredentials, Secret
@@ -11,12 +12,13 @@ from .errors import (
     ConfigError,
     HookError,
     Interrupted,
+    ProgramError,
     RefusedError,
     UnavailableError,
     UsageError,
     WriteError,
 )
-from .lifecycle import Prepared, prepare
+from .lifecycle import Prepared, boot, migrate, prepare, wait_only, write_artifacts
 from .render import FileArtifact, Rendering, render
 from .settings import Hook, Settings
 from .sources import load
@@ -34,6 +36,7 @@ __all__ = [
     "Interrupted",
     "Planned",
     "Prepared",
+    "ProgramError",
     "RefusedError",
     "Rendering",
     "Secret",
@@ -42,9 +45,13 @@ __all__ = [
     "UsageError",
     "WriteError",
     "__version__",
+    "boot",
     "load",
+    "migrate",
     "plan",
     "prepare",
     "render",
+    "wait_only",
     "write",
+    "write_artifacts",
 ]

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from .credentials import DatabaseCredentials
-from .errors import CloudbootError, ConfigError, UsageError
+from .errors import ConfigError, ProgramError, UsageError
 from .logs import get_logger
 from .render import render_my_cnf, render_pg_service, render_pgpass
 from .settings import Settings
@@ -50,19 +50,11 @@ CLIENTS: dict[str, tuple[tuple[str, ...], str, str]] = {
 }
 
 
-class ClientError(CloudbootError):
-    """The SQL client cannot be started; ``exit_code`` says why."""
-
-    def __init__(self, message: str, *, exit_code: int, hint: str | None = None) -> None:
-        super().__init__(message, hint=hint)
-        self.exit_code = exit_code
-
-
 def exec_client(command: str, args: Sequence[str], environ: Mapping[str, str]) -> NoReturn:
     """Replace this process with ``command``'s client, connected; never returns.
 
     Raises :class:`ConfigError` (78), :class:`UsageError` (64) for a client of the
-    other engine, or :class:`ClientError` (127 not installed, 126 cannot run, 71 no
+    other engine, or :class:`ProgramError` (127 not installed, 126 cannot run, 71 no
     anonymous files on this system).
     """
     names, engine, package = CLIENTS[command]
@@ -91,7 +83,7 @@ def find_client(names: Sequence[str], environ: Mapping[str, str], package: str) 
         found = shutil.which(name, path=search)
         if found:
             return found
-    raise ClientError(
+    raise ProgramError(
         f"{' or '.join(names)} is not installed (not found on PATH)",
         hint=f"install the Debian package {package} in the image "
         f"(apt-get install --no-install-recommends {package})",
@@ -155,7 +147,7 @@ def anonymous_file(name: str, text: str) -> int:
     """
     create = getattr(os, "memfd_create", None)
     if create is None:
-        raise ClientError(
+        raise ProgramError(
             "this system has no anonymous files (memfd_create): cloudboot's SQL clients need Linux",
             exit_code=EX_OSERR,
         )
@@ -186,6 +178,6 @@ def _exec(path: str, argv: Sequence[str], env: Mapping[str, str], fds: Sequence[
     try:
         os.execve(path, list(argv), dict(env))  # noqa: S606 - exec, an argv list, is the point
     except OSError as exc:
-        raise ClientError(
+        raise ProgramError(
             f"{path} cannot be run: {exc.strerror}", exit_code=EXIT_NOT_EXECUTABLE
         ) from None

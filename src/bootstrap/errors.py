@@ -71,6 +71,16 @@ class RefusedError(CloudbootError):
     exit_code = 77
 
 
+class ProgramError(CloudbootError):
+    """A program cloudboot execs (the server, a SQL client) cannot be started: 127 when
+    it is not found, 126 when it is found but cannot be run (the codes shells use), 71
+    when the system lacks what starting it needs."""
+
+    def __init__(self, message: str, *, exit_code: int, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.exit_code = exit_code
+
+
 class Interrupted(CloudbootError):
     """The boot was ended by a signal (128 + n)."""
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, NoReturn
 
 from .credentials import DatabaseCredentials, register_secret_form
-from .errors import CloudbootError, Interrupted
+from .errors import Interrupted, ProgramError
 from .logs import get_logger
 from .render import Rendering, quote_component, render
 from .settings import Hook, Settings
@@ -83,15 +83,6 @@ def write_artifacts(prepared: Prepared) -> None:
         )
 
 
-class ExecError(CloudbootError):
-    """The server command cannot be executed: exit 127 when it is not found, 126 when
-    it is found but cannot be run (the codes shells use)."""
-
-    def __init__(self, message: str, *, exit_code: int, hint: str | None = None) -> None:
-        super().__init__(message, hint=hint)
-        self.exit_code = exit_code
-
-
 @contextmanager
 def signals_end_the_boot() -> Iterator[None]:
     """Within the block, the first SIGTERM or SIGINT raises :class:`Interrupted`;
@@ -151,7 +142,7 @@ def boot(environ: Mapping[str, str], cmd: Sequence[str]) -> NoReturn:
 
     ``cmd`` runs with :meth:`Prepared.server_environment` and cloudboot's PID; its exit
     code is the container's. Never returns: raises what :func:`migrate` raises, or
-    :class:`ExecError` (127 not found, 126 not executable).
+    :class:`ProgramError` (127 not found, 126 not executable).
     """
     # The exec happens with our handlers still installed: exec resets them to the
     # defaults, and a signal just before it still ends the boot with 128 + n.
@@ -201,14 +192,14 @@ def exec_server(cmd: Sequence[str], environment: Mapping[str, str]) -> NoReturn:
         raise _exec_error(program, exc) from None
 
 
-def _exec_error(program: str, exc: OSError) -> ExecError:
+def _exec_error(program: str, exc: OSError) -> ProgramError:
     if isinstance(exc, FileNotFoundError):
-        return ExecError(
+        return ProgramError(
             f"the server command {program!r} was not found",
             exit_code=127,
             hint="check the image's CMD and PATH",
         )
-    return ExecError(
+    return ProgramError(
         f"the server command {program!r} cannot be executed: {exc.strerror}",
         exit_code=126,
         hint="check that it is an executable file",
