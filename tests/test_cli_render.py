@@ -388,3 +388,25 @@ def test_version_from_the_console_script_and_python_m(home: Path) -> None:
     assert by_script.returncode == by_module.returncode == 0
     assert by_script.stdout == by_module.stdout
     assert by_script.stdout.startswith("cloudboot ")
+
+
+FREEZE_PROBE = """
+import gc, sys
+from bootstrap.cli import main
+before = gc.get_freeze_count()
+main(["--version"])
+in_process = gc.get_freeze_count()
+sys.argv = ["cloudboot", "--version"]
+main()
+print(before, in_process, gc.get_freeze_count() > 0)
+"""
+
+
+def test_only_the_program_freezes_the_collector(home: Path) -> None:
+    """``main()`` run as the program freezes what is loaded (a faster exit); called with
+    an argv, as a library caller does, it leaves the caller's collector alone."""
+    result = run([sys.executable, "-c", FREEZE_PROBE], home=home)
+    assert result.returncode == 0, describe(result)
+    before, in_process, frozen = result.stdout.split()[-3:]
+    assert before == in_process == "0"
+    assert frozen == "True"

@@ -8,7 +8,6 @@ not part of the key), and hooks are ``[[hooks]]`` tables.
 from __future__ import annotations
 
 import shlex
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -143,6 +142,8 @@ def _read_toml(path: str, *, required: bool) -> tuple[dict[str, Any], list[str]]
         return {}, []
     except OSError as exc:
         return {}, [f"CLOUDBOOT_CONFIG {path} cannot be read: {exc.strerror}"]
+    import tomllib  # noqa: PLC0415 - only when there is a file: a few ms of every start
+
     try:
         data = tomllib.loads(text.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:

@@ -1,0 +1,173 @@
+"""``make bench``: cloudboot side by side with the boot paths users run today.
+
+Starts its own throwaway TLS-only PostgreSQL (``tests/servers.py``), measures every
+figure, prints one table and writes the same figures as JSON (default
+``benchmarks/results/latest.json``). What each figure and baseline is: docs/benchmarks.md.
+
+    .venv/bin/python benchmarks/run.py [--trials N] [--overhead-trials N] [--only NAME]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import boot_overhead
+import fleet_start
+import time_to_ready
+from benchlib import REPO, VENV, Figure, database, image_interpreter, machine, missing_programs
+
+FIGURES = ("ready", "overhead", "fleet")
+MIN_TRIALS = 10
+BUSY_WARNING = 0.15
+
+
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="benchmarks/run.py", description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--trials",
+        type=int,
+        default=MIN_TRIALS,
+        help="trials of time-to-ready and fleet start (default 10)",
+    )
+    parser.add_argument(
+        "--overhead-trials",
+        type=int,
+        default=20,
+        help="alternating rounds of the boot-overhead paths (default 20)",
+    )
+    parser.add_argument(
+        "--only", choices=FIGURES, action="append", help="run only this figure (repeatable)"
+    )
+    parser.add_argument(
+        "--no-image-python", action="store_true", help="skip the rows run by Debian's python3.11"
+    )
+    parser.add_argument("--seed", type=int, default=None, help="seed of the random delays")
+    parser.add_argument("--output", type=Path, default=REPO / "benchmarks/results/latest.json")
+    return parser.parse_args(argv)
+
+
+def _source() -> dict[str, Any]:
+    def git(*args: str) -> str:
+        result = subprocess.run(
+            ["git", *args], cwd=REPO, capture_output=True, text=True, check=False
+        )
+        return result.stdout.strip()
+
+    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain"))}
+
+
+def _value(value: float | None, unit: str) -> str:
+    if value is None:
+        return "-"
+    if unit == "ms":
+        return f"{value:.0f} ms"
+    if unit == "s":
+        return f"{value:.2f} s"
+    if unit == "MB":
+        return f"{value:.1f} MB"
+    if unit == "x":
+        return f"{value:.2f}x"
+    return f"{value:g}"
+
+
+def table(figures: list[Figure], info: dict[str, Any]) -> str:
+    """The one table ``make bench`` prints."""
+    rows = [("figure", "path", "n", "median", "p90", "goal", "met")]
+    previous = ""
+    for figure in figures:
+        met = "" if figure.met is None else ("yes" if figure.met else "NO")
+        rows.append(
+            (
+                figure.figure if figure.figure != previous else "",
+                figure.path,
+                str(len(figure.samples)),
+                _value(figure.median, figure.unit),
+                _value(figure.p90, figure.unit) if figure.unit != "runs" else
+                _value(max(figure.samples), figure.unit) + " (max)",
+                figure.goal,
+                met,
+            )
+        )  # fmt: skip
+        previous = figure.figure
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    host = info["machine"]
+    source = info["source"]
+    lines = [
+        f"cloudboot benchmarks, {info['finished_at']} ({info['duration_s']:.0f} s), "
+        f"commit {source['commit'][:10]}{' + local changes' if source['dirty'] else ''}",
+        f"machine: {host['cpu_model']}, {host['cores_usable']} cores; Linux {host['kernel']}; "
+        f"{host['os']}",
+        "load average (1, 5, 15 min): {} at start, {} at end".format(
+            " ".join(map(str, host["load_average"])), " ".join(map(str, info["load_average_end"]))
+        ),
+        f"software: {host['python']} ({host['python_executable']}); {host['image_python']} "
+        f"(/usr/bin/python3.11: the 'Debian python3.11' rows); {host['postgresql']}; {host['jq']}",
+    ]
+    busy = host["cpu_busy_at_start"]
+    lines[2] += f"; cores busy with other work just before the run: {busy:.0%}"
+    if busy > BUSY_WARNING:
+        lines.append("warning: the machine was busy when the run started; figures are inflated")
+    lines.append("")
+    for index, row in enumerate(rows):
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=True)]
+        lines.append("  ".join(cells).rstrip())
+        if index == 0:
+            lines.append("  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _arguments(argv)
+    missing = missing_programs()
+    if missing:
+        print(f"benchmarks need: {', '.join(missing)} (make system-deps venv)", file=sys.stderr)
+        return 1
+    if os.geteuid() != 0:
+        print("benchmarks start PostgreSQL with runuser: run them as root", file=sys.stderr)
+        return 1
+    if min(args.trials, args.overhead_trials) < MIN_TRIALS:
+        print(f"note: fewer than {MIN_TRIALS} trials; figures are not comparable", file=sys.stderr)
+    only = set(args.only or FIGURES)
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**32)
+    rng = random.Random(seed)
+    info: dict[str, Any] = {"machine": machine(), "source": _source(), "seed": seed}
+    interpreters = [VENV]
+    image = None if args.no_image_python else image_interpreter()
+    if image is not None:
+        interpreters.append(image)
+    started = time.monotonic()
+    figures: list[Figure] = []
+    with database() as db, tempfile.TemporaryDirectory(prefix="cloudboot-bench-") as tmp:
+        scratch = Path(tmp)
+        if "overhead" in only:
+            print("boot overhead ...", file=sys.stderr, flush=True)
+            figures += boot_overhead.measure(db, scratch, args.overhead_trials, interpreters)
+        if "fleet" in only:
+            print("fleet start ...", file=sys.stderr, flush=True)
+            figures += fleet_start.measure(db, scratch, args.trials, interpreters)
+        if "ready" in only:
+            print("time-to-ready ...", file=sys.stderr, flush=True)
+            figures = time_to_ready.measure(db, scratch, args.trials, rng) + figures
+    info["duration_s"] = round(time.monotonic() - started, 1)
+    info["finished_at"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    info["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+    print(table(figures, info))
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    document = {**info, "figures": [figure.to_json() for figure in figures]}
+    args.output.write_text(json.dumps(document, indent=2) + "\n")
+    print(f"\nJSON: {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
