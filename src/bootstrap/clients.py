@@ -23,14 +23,13 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
-import signal
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import NoReturn
 
 from .credentials import DatabaseCredentials
 from .errors import ConfigError, ProgramError, UsageError
+from .execute import EXIT_NOT_FOUND, exec_program
 from .logs import get_logger
 from .render import render_my_cnf, render_pg_service, render_pgpass
 from .settings import Settings
@@ -39,8 +38,6 @@ from .tls import ca_file
 
 # What `env`, `timeout` and the shell answer when a command cannot be found or run: a
 # script can tell a missing client from cloudboot's own sysexits codes.
-EXIT_NOT_FOUND = 127
-EXIT_NOT_EXECUTABLE = 126
 EX_OSERR = 71
 
 CLIENTS: dict[str, tuple[tuple[str, ...], str, str]] = {
@@ -169,15 +166,4 @@ def fd_path(fd: int) -> str:
 def _exec(path: str, argv: Sequence[str], env: Mapping[str, str], fds: Sequence[int]) -> NoReturn:
     for fd in fds:
         os.set_inheritable(fd, True)
-    # Python ignores SIGPIPE and SIGXFSZ, and exec keeps ignored signals ignored: give
-    # the client the defaults, so `cloudboot psql ... | head` ends quietly.
-    for signum in (signal.SIGPIPE, signal.SIGXFSZ):
-        signal.signal(signum, signal.SIG_DFL)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    try:
-        os.execve(path, list(argv), dict(env))  # noqa: S606 - exec, an argv list, is the point
-    except OSError as exc:
-        raise ProgramError(
-            f"{path} cannot be run: {exc.strerror}", exit_code=EXIT_NOT_EXECUTABLE
-        ) from None
+    exec_program(argv, env, what="SQL client", path=path)

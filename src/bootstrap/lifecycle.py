@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -19,7 +18,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, NoReturn
 
 from .credentials import DatabaseCredentials, register_secret_form
-from .errors import Interrupted, ProgramError
+from .errors import Interrupted
+from .execute import exec_program
 from .logs import get_logger
 from .render import Rendering, quote_component, render
 from .settings import Hook, Settings
@@ -173,34 +173,7 @@ def _stages(environ: Mapping[str, str]) -> Prepared:
 
 
 def exec_server(cmd: Sequence[str], environment: Mapping[str, str]) -> NoReturn:
-    """``os.execvpe`` ``cmd`` (looked up on ``environment``'s PATH) with ``environment``.
-
-    Logs ``cloudboot.exec`` with the program and the PID (never the arguments).
-    """
-    program = cmd[0]
-    get_logger().info("cloudboot.exec", program=program, pid=os.getpid())
-    sys.stdout.flush()
-    sys.stderr.flush()
-    # Python ignores SIGPIPE and SIGXFSZ for itself; an exec keeps ignored signals
-    # ignored, and the server must start with the defaults.
-    for signum in (signal.SIGPIPE, signal.SIGXFSZ):
-        signal.signal(signum, signal.SIG_DFL)
-    try:
-        os.execvpe(program, list(cmd), dict(environment))  # noqa: S606 - argv, no shell
-    except OSError as exc:
-        signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # Python's own again, to report
-        raise _exec_error(program, exc) from None
-
-
-def _exec_error(program: str, exc: OSError) -> ProgramError:
-    if isinstance(exc, FileNotFoundError):
-        return ProgramError(
-            f"the server command {program!r} was not found",
-            exit_code=127,
-            hint="check the image's CMD and PATH",
-        )
-    return ProgramError(
-        f"the server command {program!r} cannot be executed: {exc.strerror}",
-        exit_code=126,
-        hint="check that it is an executable file",
-    )
+    """Replace cloudboot with the server ``cmd`` and ``environment``; logs
+    ``cloudboot.exec`` with the program and the PID (never the arguments)."""
+    get_logger().info("cloudboot.exec", program=cmd[0], pid=os.getpid())
+    exec_program(cmd, environment, what="server command", hint="check the image's CMD and PATH")
