@@ -49,6 +49,8 @@ BOOT = "cloudboot boot"
 RENDER = "cloudboot render --dry-run"
 FLOOR_BOOT = "floor: python importing the boot's dependencies, exec true"
 FLOOR_RENDER = "floor: python importing render's dependencies"
+PLAIN_BOOT = "what-if floor: the boot's, pydantic without pydantic-settings"
+PLAIN_RENDER = "what-if floor: render's, pydantic without pydantic-settings"
 
 # What cloudboot cannot go below: the interpreter's start and the imports of the
 # runtime dependencies SPEC mandates (render: pydantic-settings, structlog; the boot:
@@ -56,6 +58,14 @@ FLOOR_RENDER = "floor: python importing render's dependencies"
 FLOOR_RENDER_CODE = "import gc, pydantic_settings, structlog; gc.freeze()"
 FLOOR_BOOT_CODE = (
     "import os, pydantic_settings, structlog, tenacity, psycopg; os.execvp('true', ['true'])"
+)
+# Not a floor of today's cloudboot: the same with plain pydantic in place of
+# pydantic-settings, which is what dropping it from the hot path (a change of SPEC's
+# dependency list) would leave.
+PLAIN_RENDER_CODE = "import gc, structlog; from pydantic import BaseModel; gc.freeze()"
+PLAIN_BOOT_CODE = (
+    "import os, structlog, tenacity, psycopg; from pydantic import BaseModel; "
+    "os.execvp('true', ['true'])"
 )
 
 Sample = tuple[float, float]  # seconds, peak RSS in MB
@@ -106,6 +116,8 @@ def _runners(db: Database, scratch: Path, interpreters: Sequence[Interpreter]) -
         runners[_name(RENDER, interpreter)] = cloudboot(interpreter, "render", "--dry-run")
         runners[_name(FLOOR_BOOT, interpreter)] = floor(interpreter, FLOOR_BOOT_CODE)
         runners[_name(FLOOR_RENDER, interpreter)] = floor(interpreter, FLOOR_RENDER_CODE)
+        runners[_name(PLAIN_BOOT, interpreter)] = floor(interpreter, PLAIN_BOOT_CODE)
+        runners[_name(PLAIN_RENDER, interpreter)] = floor(interpreter, PLAIN_RENDER_CODE)
     return runners
 
 
@@ -133,17 +145,34 @@ def measure(
         boot = Figure(title, boot_name, "ms", seconds[boot_name])
         boot.goal, boot.met = f"median <= {GOAL_BOOT_MS:g} ms", boot.median <= GOAL_BOOT_MS
         render = Figure(title, render_name, "ms", seconds[render_name])
-        floors = [
-            Figure(title, name, "ms", seconds[name])
-            for name in (_name(FLOOR_BOOT, interpreter), _name(FLOOR_RENDER, interpreter))
-        ]
+        floor_boot, floor_render = (
+            Figure(title, _name(name, interpreter), "ms", seconds[_name(name, interpreter)])
+            for name in (FLOOR_BOOT, FLOOR_RENDER)
+        )
         figures += [boot, render]
         for figure, goal in ((boot, GOAL_BOOT_RATIO), (render, GOAL_RENDER_RATIO)):
             figures.append(_ratio(figure, shell, goal))
-        figures += floors
+        figures += [floor_boot, floor_render]
+        figures += [_share(boot, floor_boot), _share(render, floor_render)]
+        figures += [
+            Figure(title, _name(name, interpreter), "ms", seconds[_name(name, interpreter)])
+            for name in (PLAIN_BOOT, PLAIN_RENDER)
+        ]
         memory.append(Figure("peak RSS before exec", boot_name, "MB", rss[boot_name]))
         memory.append(Figure("peak RSS before exec", render_name, "MB", rss[render_name]))
     return figures + memory
+
+
+def _share(figure: Figure, floor: Figure) -> Figure:
+    """What cloudboot adds above its floor: the difference within each round."""
+    return Figure(
+        figure.figure,
+        f"own share: {figure.path} - its floor",
+        "ms",
+        [a - b for a, b in zip(figure.samples, floor.samples, strict=True)],
+        note="the part cloudboot's own code controls; median and p90 of the differences "
+        "within each round",
+    )
 
 
 def _ratio(figure: Figure, shell: Figure, goal: float) -> Figure:
