@@ -4,6 +4,7 @@ hook's whole group. Black-box against both throwaway servers, plus the runner al
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import signal
@@ -16,6 +17,9 @@ from typing import Any, NoReturn
 
 import pytest
 
+import bootstrap.connect
+import bootstrap.database
+import bootstrap.wait
 from bootproc import Target, finish, run, start
 from bootstrap.database import (
     advisory_key,
@@ -25,7 +29,7 @@ from bootstrap.database import (
 )
 from bootstrap.errors import ConfigError, HookError, Interrupted
 from bootstrap.hooks import run_hook, run_hooks
-from bootstrap.lifecycle import signals_end_the_boot
+from bootstrap.lifecycle import migrate, signals_end_the_boot
 from bootstrap.settings import Hook
 
 # --- the runner alone ----------------------------------------------------------------
@@ -289,8 +293,7 @@ def test_ten_tasks_at_once_create_the_database_and_take_turns(
     assert names.count("cloudboot.database.created") == 1
     intervals = _intervals(log)
     assert len(intervals) == 10  # no release id: every task runs it, one at a time
-    for (_, end), (next_start, _) in itertools.pairwise(intervals):
-        assert end <= next_start, "two hook runs overlapped"
+    _assert_took_turns(intervals)
 
 
 def test_with_a_release_id_the_hook_runs_once_per_release(
@@ -306,4 +309,77 @@ def test_with_a_release_id_the_hook_runs_once_per_release(
     # A new release runs it again, once.
     again = run(["migrate"], {**env, "CLOUDBOOT_RELEASE": "v1.2.4"}, home=home)
     assert again.returncode == 0, again
+    assert len(_intervals(log)) == 2
+
+
+# --- the wait's login serves the first lock -------------------------------------------
+
+
+def _counting_logins(monkeypatch: pytest.MonkeyPatch) -> list[str | None]:
+    """Every login the boot's stages make (the wait's and the database stage's)."""
+    logins: list[str | None] = []
+    real = bootstrap.connect.connect
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        logins.append(kwargs.get("dbname"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(bootstrap.wait, "connect", counted)
+    monkeypatch.setattr(bootstrap.database, "connect", counted)
+    return logins
+
+
+def _migrated_once(target: Target, home: Path, log: Path) -> dict[str, str]:
+    """The environment of a boot whose first hook is locked, after one in-process
+    ``migrate`` that created the database (that wait found no database to keep)."""
+    env = {
+        **target.environ(CLOUDBOOT_MIGRATE_COMMAND=HOOK_BODY.format(log=log)),
+        "HOME": str(home),
+        "PATH": os.environ["PATH"],
+    }
+    migrate(env)
+    return env
+
+
+def _assert_took_turns(intervals: list[tuple[int, int]]) -> None:
+    for (_, end), (next_start, _) in itertools.pairwise(intervals):
+        assert end <= next_start, "two hook runs overlapped"
+
+
+def test_the_first_locked_hook_takes_the_lock_on_the_waits_connection(
+    target: Target, home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = tmp_path / "hook.log"
+    env = _migrated_once(target, home, log)
+    logins = _counting_logins(monkeypatch)
+    migrate(env)
+    assert logins == [None], "one login for the wait and the lock together"
+    assert len(_intervals(log)) == 2
+    # Held on that connection, the lock still excludes: ten at once still take turns.
+    names = _ten_at_once(target, home, env)
+    assert names.count("cloudboot.hook.locked") == 10
+    _assert_took_turns(_intervals(log))
+
+
+def test_a_kept_connection_that_died_costs_a_new_login_not_the_boot(
+    target: Target, home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = tmp_path / "hook.log"
+    env = _migrated_once(target, home, log)
+    real_probe = bootstrap.wait.probe
+
+    def probe_then_lose_it(*args: Any) -> Any:
+        connection = real_probe(*args)
+        assert connection is not None
+        kill = "SELECT pg_terminate_backend(pg_backend_pid())"
+        if target.engine == "mysql":
+            kill = "KILL CONNECTION_ID()"
+        with contextlib.suppress(Exception):  # the server ends the session mid-answer
+            connection.cursor().execute(kill)
+        return connection
+
+    monkeypatch.setattr(bootstrap.wait, "probe", probe_then_lose_it)
+    logins = _counting_logins(monkeypatch)
+    migrate(env)
+    assert logins == [None, None], "the lock logged in anew"
     assert len(_intervals(log)) == 2

@@ -238,6 +238,8 @@ def hook_lock(
     settings: Settings,
     environ: Mapping[str, str],
     hook: str,
+    *,
+    adopt: Connection | None = None,
 ) -> Iterator[Lease]:
     """Hold the hooks' database lock on a dedicated connection for the ``with`` body.
 
@@ -246,16 +248,26 @@ def hook_lock(
     mid-hook frees it. With ``settings.release`` the record table is created (under the
     lock, so no two tasks race on it). Logs ``cloudboot.hook.lock_wait`` when another
     task holds the lock and ``cloudboot.hook.locked`` once held.
+
+    ``adopt``, an open connection to the database that nothing else uses (the wait's),
+    serves the first attempt instead of a new login; it is closed like any other, and
+    if it fails the next attempt logs in anew.
     """
+    spare = [] if adopt is None else [adopt]
     if settings.release is not None and (len(settings.release) > _MAX_KEY or len(hook) > _MAX_KEY):
+        for connection in spare:
+            close_quietly(connection)
         raise ConfigError(
             [f"CLOUDBOOT_RELEASE and hook names are limited to {_MAX_KEY} characters"]
         )
 
     def operation(timeout: float) -> Any:
-        connection = connect(credentials, settings, environ, timeout=timeout)
+        if spare:
+            connection = spare.pop()
+        else:
+            connection = connect(credentials, settings, environ, timeout=timeout)
         try:
-            _acquire(connection, credentials, hook, timeout)
+            _acquire(connection, credentials, hook)
             if settings.release is not None:
                 connection.cursor().execute(_CREATE_RUNS[credentials.engine])
         except BaseException:
@@ -271,7 +283,7 @@ def hook_lock(
         close_quietly(connection)  # ends the session, which releases the lock
 
 
-def _acquire(connection: Any, credentials: DatabaseCredentials, hook: str, timeout: float) -> None:
+def _acquire(connection: Any, credentials: DatabaseCredentials, hook: str) -> None:
     cursor = connection.cursor()
     log = get_logger()
     if credentials.engine == "postgres":
@@ -283,12 +295,13 @@ def _acquire(connection: Any, credentials: DatabaseCredentials, hook: str, timeo
             cursor.execute("SELECT pg_advisory_lock(%s)", (key,))
         return
     name = mysql_lock_name(credentials.dbname)
-    # Short GET_LOCK waits in a loop: each must answer within the connection's read
-    # timeout, and MySQL and MariaDB disagree on what a negative (infinite) wait means.
-    wait = max(1, int(timeout) - 1)
+    # One-second GET_LOCK waits in a loop: each must answer within the connection's
+    # read timeout (at least 2 s), and MySQL and MariaDB disagree on what a negative
+    # (infinite) wait means. A wait ends as soon as the lock is free, so the loop
+    # costs a round trip a second, not latency.
     first = True
     while True:
-        cursor.execute("SELECT GET_LOCK(%s, %s)", (name, 0 if first else wait))
+        cursor.execute("SELECT GET_LOCK(%s, %s)", (name, 0 if first else 1))
         row = cursor.fetchone()
         if row and row[0] == 1:
             return

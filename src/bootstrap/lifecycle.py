@@ -154,6 +154,7 @@ def boot(environ: Mapping[str, str], cmd: Sequence[str]) -> NoReturn:
 def _stages(environ: Mapping[str, str]) -> Prepared:
     # Imported here, not at the top: render and env import this module and must not
     # load tenacity or a driver.
+    from .connect import close_quietly  # noqa: PLC0415
     from .database import ensure_database, hook_lock  # noqa: PLC0415
     from .hooks import run_hooks  # noqa: PLC0415
     from .wait import wait_ready  # noqa: PLC0415
@@ -161,14 +162,23 @@ def _stages(environ: Mapping[str, str]) -> Prepared:
     prepared = prepare(environ)
     write_artifacts(prepared)
     settings, credentials = prepared.settings, prepared.credentials
-    readiness = wait_ready(credentials, settings, environ)
-    if not readiness.database_exists:
-        ensure_database(credentials, settings, environ)
+    hooks = settings.all_hooks()
+    # When the first hook takes the lock, it takes it on the wait's connection: one
+    # login fewer per boot (a TLS handshake and a password exchange with the server).
+    readiness = wait_ready(credentials, settings, environ, keep=bool(hooks) and hooks[0].lock)
+    spare = [] if readiness.connection is None else [readiness.connection]
+    try:
+        if not readiness.database_exists:
+            ensure_database(credentials, settings, environ)
 
-    def lock(hook: Hook) -> AbstractContextManager[Lease]:
-        return hook_lock(credentials, settings, environ, hook.name)
+        def lock(hook: Hook) -> AbstractContextManager[Lease]:
+            adopt = spare.pop() if spare else None
+            return hook_lock(credentials, settings, environ, hook.name, adopt=adopt)
 
-    run_hooks(settings.all_hooks(), prepared.server_environment(), lock)
+        run_hooks(hooks, prepared.server_environment(), lock)
+    finally:
+        for connection in spare:
+            close_quietly(connection)
     return prepared
 
 

@@ -27,7 +27,7 @@ from typing import Any, TextIO, TypeVar
 
 import tenacity
 
-from .connect import NETWORK_REASONS, Failure, classify, close_quietly, connect
+from .connect import NETWORK_REASONS, Connection, Failure, classify, close_quietly, connect
 from .credentials import DatabaseCredentials
 from .errors import CloudbootError, RefusedError, UnavailableError
 from .logs import get_logger
@@ -60,11 +60,16 @@ DEFAULT_POLICY = Policy()
 @dataclass(frozen=True)
 class Readiness:
     """What the wait found: ``database_exists`` is false when the server logged us in
-    but the configured database is missing (only with ``create_database``)."""
+    but the configured database is missing (only with ``create_database``).
+
+    ``connection`` is the login that proved it, still open, when the wait was asked to
+    keep it and the database exists; whoever asked closes it.
+    """
 
     attempts: int
     elapsed: float
     database_exists: bool
+    connection: Connection | None = field(default=None, repr=False, compare=False)
 
 
 def backoff_delay(streak: int, policy: Policy) -> float:
@@ -312,23 +317,25 @@ def probe(
     settings: Settings,
     environ: Mapping[str, str],
     timeout: float,
-) -> bool:
-    """One readiness attempt: log in and run ``select 1``. True when done; false when
-    the login worked but the database is missing and ``create_database`` is on (the
-    server checks the password before it looks for the database)."""
+) -> Connection | None:
+    """One readiness attempt: log in and run ``select 1``. The connection, still open,
+    when done; ``None`` when the login worked but the database is missing and
+    ``create_database`` is on (the server checks the password before it looks for the
+    database)."""
     try:
         connection = connect(credentials, settings, environ, timeout=timeout)
     except Exception as exc:
         if settings.create_database and classify(exc).kind == "missing_database":
-            return False
+            return None
         raise
     try:
         cursor = connection.cursor()
         cursor.execute("select 1")
         cursor.fetchall()
-    finally:
+    except BaseException:
         close_quietly(connection)
-    return True
+        raise
+    return connection
 
 
 def wait_ready(
@@ -336,12 +343,15 @@ def wait_ready(
     settings: Settings,
     environ: Mapping[str, str],
     *,
+    keep: bool = False,
     policy: Policy = DEFAULT_POLICY,
 ) -> Readiness:
     """Block until the database answers (see :func:`retrying` for what ends the wait).
 
-    Logs ``cloudboot.wait.start``, an attempt and a retry event per attempt (on a
-    terminal with console logs, one updating line instead) and ``cloudboot.wait.ready``.
+    With ``keep`` the connection that answered stays open in
+    :attr:`Readiness.connection` (a later stage saves a login by using it). Logs
+    ``cloudboot.wait.start``, an attempt and a retry event per attempt (on a terminal
+    with console logs, one updating line instead) and ``cloudboot.wait.ready``.
     """
     log = get_logger()
     log.info(
@@ -355,11 +365,11 @@ def wait_ready(
     started = policy.clock()
     counter = [0]
 
-    def attempt(timeout: float) -> bool:
+    def attempt(timeout: float) -> Connection | None:
         counter[0] += 1
         return probe(credentials, settings, environ, timeout)
 
-    exists = retrying(
+    connection = retrying(
         attempt,
         credentials,
         settings,
@@ -367,6 +377,10 @@ def wait_ready(
         policy=policy,
         progress=progress_stream(settings),
     )
+    exists = connection is not None
+    if connection is not None and not keep:
+        close_quietly(connection)
+        connection = None
     elapsed = policy.clock() - started
     log.info(
         "cloudboot.wait.ready",
@@ -374,4 +388,4 @@ def wait_ready(
         elapsed_s=round(elapsed, 3),
         database_exists=exists,
     )
-    return Readiness(attempts=counter[0], elapsed=elapsed, database_exists=exists)
+    return Readiness(counter[0], elapsed, exists, connection)
