@@ -5,8 +5,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 # The real readers the tests run: libpq's psql, the MariaDB client, PHP with mysqli,
 # WordPress's own files, Elixir for Ecto's URL parsing, and the two servers.
+# wordpress-theme-twentytwentythree is only a Recommends of wordpress, and apt-get runs
+# with --no-install-recommends: the WordPress install test needs a theme to install.
 DEBIAN_PACKAGES := postgresql postgresql-client mariadb-server mariadb-client \
-	php-cli php-mysql wordpress elixir jq ca-certificates
+	php-cli php-mysql wordpress wordpress-theme-twentytwentythree elixir jq ca-certificates
 
 .PHONY: all venv system-deps lint test demo bench clean
 
