@@ -43,7 +43,6 @@ class Poller(threading.Thread):
         super().__init__(daemon=True)
         self.db = db
         self.ready_at: float | None = None  # time.time() when the first good login began
-        self.previous_at: float | None = None  # ... and when the failed one before it began
         self.attempts = 0
         self._done = threading.Event()
 
@@ -54,7 +53,6 @@ class Poller(threading.Thread):
             try:
                 self.db.login()
             except Exception:  # noqa: BLE001 - any failure means "not ready yet"
-                self.previous_at = started
                 self._done.wait(max(0.0, started + POLL_INTERVAL - time.time()))
                 continue
             self.ready_at = started

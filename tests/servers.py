@@ -220,8 +220,7 @@ class Certificates:
     ``ca_file`` is the CA to trust; ``server_cert_file`` (leaf then chain) and
     ``server_key_file`` are issued by it for ``localhost``, ``127.0.0.1`` and ``::1``.
     ``other_ca_file`` is an unrelated CA (a client trusting only it must reject the
-    servers); ``other_server_cert_file``/``other_server_key_file`` come from that other
-    CA for the same names. Certificates are mode 0644, keys 0600, owned by the caller.
+    servers). Certificates are mode 0644, keys 0600, owned by the caller.
     """
 
     directory: Path
@@ -231,8 +230,6 @@ class Certificates:
     server_key_file: Path
     other_ca: trustme.CA
     other_ca_file: Path
-    other_server_cert_file: Path
-    other_server_key_file: Path
 
     def client_context(self, *, check_hostname: bool = True) -> ssl.SSLContext:
         """An ``SSLContext`` trusting only ``ca_file`` and verifying the chain (and the
@@ -255,7 +252,6 @@ def make_certificates(directory: Path) -> Certificates:
 
     ca, other_ca = trustme.CA(), trustme.CA()
     leaf = ca.issue_cert(*CERT_IDENTITIES)
-    other_leaf = other_ca.issue_cert(*CERT_IDENTITIES)
     return Certificates(
         directory=directory,
         ca=ca,
@@ -266,12 +262,6 @@ def make_certificates(directory: Path) -> Certificates:
         server_key_file=write("server.key", leaf.private_key_pem.bytes(), 0o600),
         other_ca=other_ca,
         other_ca_file=write("other-ca.pem", other_ca.cert_pem.bytes(), 0o644),
-        other_server_cert_file=write(
-            "other-server.crt",
-            b"".join(pem.bytes() for pem in other_leaf.cert_chain_pems),
-            0o644,
-        ),
-        other_server_key_file=write("other-server.key", other_leaf.private_key_pem.bytes(), 0o600),
     )
 
 
@@ -552,9 +542,6 @@ class PostgresServer(_Server):
             redact=(password,),
         )
 
-    def drop_user(self, name: str) -> None:
-        self.admin_sql(f"DROP ROLE IF EXISTS {pg_identifier(name)};")
-
     def create_database(self, name: str, owner: str | None = None) -> None:
         owned = f" OWNER {pg_identifier(owner)}" if owner else ""
         self.admin_sql(f"CREATE DATABASE {pg_identifier(name)}{owned};")
@@ -734,9 +721,6 @@ class MariaDBServer(_Server):
             f"GRANT ALL PRIVILEGES ON *.* TO {account};\n",
             redact=(password, mysql_literal(password)),
         )
-
-    def drop_user(self, name: str) -> None:
-        self.admin_sql(f"DROP USER IF EXISTS {mysql_literal(name)}@'%';")
 
     def create_database(self, name: str) -> None:
         self.admin_sql(f"CREATE DATABASE {mysql_identifier(name)};")

@@ -7,18 +7,21 @@ from pathlib import Path
 
 import pytest
 
-from bootstrap import ConfigError, Hook, Settings
-from bootstrap.settings import load_settings, require_settings
+from bootstrap import Hook, Settings
+from bootstrap.settings import load_settings
 
 
 def settings_of(environ: dict[str, str]) -> Settings:
-    return require_settings(environ)
+    settings, problems = load_settings(environ)
+    assert settings is not None, problems
+    assert not problems
+    return settings
 
 
-def problems_of(environ: dict[str, str]) -> tuple[str, ...]:
-    with pytest.raises(ConfigError) as caught:
-        require_settings(environ)
-    return caught.value.problems
+def problems_of(environ: dict[str, str]) -> list[str]:
+    settings, problems = load_settings(environ)
+    assert problems, f"expected problems, got {settings!r}"
+    return problems
 
 
 def write_toml(tmp_path: Path, text: str) -> str:

@@ -77,7 +77,3 @@ class DatabaseCredentials:
     password: Secret = field(repr=True)
     source: str = ""
     variables: tuple[str, ...] = ()
-
-    @property
-    def is_ipv6(self) -> bool:
-        return ":" in self.host

@@ -22,8 +22,6 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from .errors import ConfigError
-
 PREFIX = "CLOUDBOOT_"
 DEFAULT_CONFIG = "/etc/cloudboot.toml"
 
@@ -198,11 +196,3 @@ def load_settings(environ: Mapping[str, str]) -> tuple[Settings | None, list[str
 
 # Settings whose empty value means "do not write this artifact" rather than "unset".
 _EMPTY_MEANS_OFF = frozenset({"pgpass", "pg_service_file", "profile", "my_cnf", "wp_config"})
-
-
-def require_settings(environ: Mapping[str, str]) -> Settings:
-    """Settings, or a :class:`ConfigError` listing every problem."""
-    settings, problems = load_settings(environ)
-    if problems or settings is None:
-        raise ConfigError(problems)
-    return settings

@@ -157,7 +157,6 @@ class _Found:
     username: str | None
     password: str | None
     engine: Engine | None
-    engine_hint: str  # what decided the engine, for messages
     variables: tuple[str, ...]
     field_names: dict[str, str]  # field -> how to name it in a message
 
@@ -206,7 +205,6 @@ def _from_json(name: str, text: str, problems: list[str]) -> _Found | None:
         username=fields["username"],
         password=fields["password"],
         engine=engine,
-        engine_hint=f"{names['engine']}",
         variables=(name,),
         field_names=names,
     )
@@ -286,7 +284,6 @@ def _from_family(reader: _Reader, family: Family) -> _Found | None:
         username=reader.get(family.user),
         password=reader.get(family.password),
         engine=family.engine,
-        engine_hint=f"the {family.label} family",
         variables=tuple(dict.fromkeys(v for v in names.values() if reader.has(v))),
         field_names=names,
     )
@@ -323,7 +320,6 @@ def _from_url(reader: _Reader, name: str) -> _Found | None:
         username=unquote(parts.username) if parts.username else None,
         password=unquote(parts.password) if parts.password is not None else None,
         engine=URL_ENGINES[scheme],
-        engine_hint=f"the {name} scheme",
         variables=(name,),
         field_names=names,
     )
