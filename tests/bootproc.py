@@ -1,7 +1,8 @@
 """Helpers for the boot's black-box tests: a database target on a throwaway server, the
 environment that points cloudboot at it, and cloudboot as a running process.
 
-Used by ``test_wait.py``, ``test_hooks.py`` and ``test_lifecycle.py``.
+Used by ``test_wait.py``, ``test_hooks.py``, ``test_lifecycle.py``, ``test_check.py``
+and ``test_clients.py``.
 """
 
 from __future__ import annotations
@@ -39,12 +40,12 @@ class Target:
         deadline), with ``extra`` on top."""
         env = {
             "DB_HOST": HOST,
-            "DB_PORT": str(self.server.port),
+            "DB_PORT": str(self.port),
             "DB_NAME": self.dbname,
             "DB_USER": self.user,
             "DB_PASSWORD": self.password,
             "CLOUDBOOT_ENGINE": self.engine,
-            "CLOUDBOOT_CA_FILE": str(self.server.ca_file),
+            "CLOUDBOOT_CA_FILE": str(self.ca_file),
             "CLOUDBOOT_LOG_FORMAT": "json",
             # Debug: the most there is to log, so the leak guard sees the most.
             "CLOUDBOOT_LOG_LEVEL": "debug",
@@ -57,12 +58,32 @@ class Target:
     def database_exists(self) -> bool:
         return self.server.database_exists(self.dbname)
 
+    @property
+    def port(self) -> int:
+        return self.server.port
 
-def make_target(engine: str, server: PostgresServer | MariaDBServer, password: str) -> Target:
-    """A fresh user on ``server`` and the name of a database still to be created."""
-    user = unique_name("u")
+    @property
+    def ca_file(self) -> Path:
+        return self.server.ca_file
+
+
+def make_target(
+    engine: str,
+    server: PostgresServer | MariaDBServer,
+    password: str,
+    *,
+    create_database: bool = False,
+) -> Target:
+    """A fresh user on ``server`` and a database name: still to be created, or with
+    ``create_database`` created now (on PostgreSQL owned by the user; MariaDB users may
+    use every database)."""
+    user, dbname = unique_name("u"), unique_name("db")
     server.create_user(user, password)
-    return Target(engine, server, user, password, unique_name("db"))
+    if create_database and isinstance(server, PostgresServer):
+        server.create_database(dbname, owner=user)
+    elif create_database:
+        server.create_database(dbname)
+    return Target(engine, server, user, password, dbname)
 
 
 def start(

@@ -14,7 +14,6 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 import pytest
 import trustme
 
+from bootproc import Target, make_target
 from bootstrap.check import (
     STEP_NAMES,
     Report,
@@ -40,38 +40,17 @@ from servers import (
     MariaDBServer,
     PostgresServer,
     free_port,
-    unique_name,
 )
-
-
-@dataclass(frozen=True)
-class Target:
-    """A login on one of the session's servers: user, password and an existing database."""
-
-    engine: str
-    port: int
-    user: str
-    password: str
-    dbname: str
-    ca_file: Path
 
 
 @pytest.fixture(scope="module")
 def pg_target(pg_server: PostgresServer) -> Target:
-    user, dbname = unique_name("chk"), unique_name("db")
-    pg_server.create_user(user, SECRET_PASSWORD)
-    pg_server.create_database(dbname, owner=user)
-    return Target("postgres", pg_server.port, user, SECRET_PASSWORD, dbname, pg_server.ca_file)
+    return make_target("postgres", pg_server, SECRET_PASSWORD, create_database=True)
 
 
 @pytest.fixture(scope="module")
 def my_target(mariadb_server: MariaDBServer) -> Target:
-    user, dbname = unique_name("chk"), unique_name("db")
-    mariadb_server.create_user(user, SECRET_PASSWORD)
-    mariadb_server.create_database(dbname)
-    return Target(
-        "mysql", mariadb_server.port, user, SECRET_PASSWORD, dbname, mariadb_server.ca_file
-    )
+    return make_target("mysql", mariadb_server, SECRET_PASSWORD, create_database=True)
 
 
 @pytest.fixture(params=["postgres", "mysql"])
@@ -91,10 +70,14 @@ def environ_for(target: Target, **changes: Any) -> dict[str, str]:
         "dbname": target.dbname,
         "engine": target.engine,
     }
+    return _environ(secret, target.ca_file, changes)
+
+
+def _environ(secret: dict[str, Any], ca_file: Path, changes: dict[str, Any]) -> dict[str, str]:
     env = {
         "PATH": os.environ["PATH"],
         "HOME": os.environ["HOME"],
-        "CLOUDBOOT_CA_FILE": str(target.ca_file),
+        "CLOUDBOOT_CA_FILE": str(ca_file),
     }
     for key, value in changes.items():
         if key.isupper():
@@ -423,8 +406,9 @@ def postgres_tls(leaf: trustme.LeafCert) -> Callable[[socket.socket], None]:
 
 
 def fake_environ(port: int, ca_file: Path, engine: str = "postgres") -> dict[str, str]:
-    target = Target(engine, port, "someone", SECRET_PASSWORD, "app", ca_file)
-    return environ_for(target, host="127.0.0.1")
+    secret = {"host": "127.0.0.1", "port": port, "username": "someone",
+              "password": SECRET_PASSWORD, "dbname": "app", "engine": engine}  # fmt: skip
+    return _environ(secret, ca_file, {})
 
 
 def test_expired_certificate_is_explained(

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from bootproc import Target, make_target
 from bootstrap.clients import anonymous_file, client_environment, fd_path, find_client
 from bootstrap.credentials import DatabaseCredentials, Secret
 from leakguard import assert_no_secret, find_secrets
@@ -24,43 +25,36 @@ from servers import (
     Certificates,
     MariaDBServer,
     PostgresServer,
-    unique_name,
     wait_for,
 )
 
-CLIENT_BINARIES = {"psql": ("psql",), "mysql": ("mariadb", "mysql")}
+CLIENT_BINARIES = {"postgres": ("psql",), "mysql": ("mariadb", "mysql")}
 
 
-@dataclass(frozen=True)
-class Login:
-    command: str  # psql or mysql
-    engine: str
-    port: int
-    user: str
-    dbname: str
-    ca_file: Path
+CLIENT = {"postgres": "psql", "mysql": "mysql"}
+"""The cloudboot command that runs each engine's client."""
 
 
 @pytest.fixture(scope="module")
-def pg_login(pg_server: PostgresServer) -> Login:
-    user, dbname = unique_name("cli"), unique_name("db")
-    pg_server.create_user(user, SECRET_PASSWORD)
-    pg_server.create_database(dbname, owner=user)
-    return Login("psql", "postgres", pg_server.port, user, dbname, pg_server.ca_file)
+def pg_login(pg_server: PostgresServer) -> Target:
+    return make_target("postgres", pg_server, SECRET_PASSWORD, create_database=True)
 
 
 @pytest.fixture(scope="module")
-def my_login(mariadb_server: MariaDBServer) -> Login:
-    user, dbname = unique_name("cli"), unique_name("db")
-    mariadb_server.create_user(user, SECRET_PASSWORD)
-    mariadb_server.create_database(dbname)
-    return Login("mysql", "mysql", mariadb_server.port, user, dbname, mariadb_server.ca_file)
+def my_login(mariadb_server: MariaDBServer) -> Target:
+    return make_target("mysql", mariadb_server, SECRET_PASSWORD, create_database=True)
 
 
-@pytest.fixture(params=["psql", "mysql"])
-def login(request: pytest.FixtureRequest) -> Login:
-    name = "pg_login" if request.param == "psql" else "my_login"
+@pytest.fixture(params=["postgres", "mysql"])
+def login(request: pytest.FixtureRequest) -> Target:
+    name = "pg_login" if request.param == "postgres" else "my_login"
     return request.getfixturevalue(name)  # type: ignore[no-any-return]
+
+
+def client_argv(login: Target, sql: str) -> list[str]:
+    """``cloudboot psql -c SQL`` or ``cloudboot mysql -e SQL``, without ``cloudboot``."""
+    command = CLIENT[login.engine]
+    return [command, "-e" if command == "mysql" else "-c", sql]
 
 
 @dataclass(frozen=True)
@@ -83,12 +77,12 @@ def places(tmp_path: Path) -> Places:
     return made
 
 
-def environ_for(login: Login, places: Places, **secret_changes: object) -> dict[str, str]:
+def environ_for(login: Target, places: Places, **secret_changes: object) -> dict[str, str]:
     secret = {
         "host": "localhost",
         "port": login.port,
         "username": login.user,
-        "password": SECRET_PASSWORD,
+        "password": login.password,
         "dbname": login.dbname,
         "engine": login.engine,
         **secret_changes,
@@ -122,7 +116,7 @@ def cloudboot(args: list[str], environ: dict[str, str]) -> subprocess.CompletedP
 # --- connected, over TLS, no prompt ----------------------------------------------------
 
 
-def test_psql_prints_the_user(pg_login: Login, places: Places) -> None:
+def test_psql_prints_the_user(pg_login: Target, places: Places) -> None:
     environ = environ_for(pg_login, places)
     result = cloudboot(["psql", "-tAc", "select current_user"], environ)
     assert (result.returncode, result.stdout, result.stderr) == (0, f"{pg_login.user}\n", "")
@@ -137,7 +131,7 @@ def test_psql_prints_the_user(pg_login: Login, places: Places) -> None:
     assert (result.returncode, result.stdout) == (0, "postgres\n")
 
 
-def test_mysql_prints_the_user(my_login: Login, places: Places) -> None:
+def test_mysql_prints_the_user(my_login: Target, places: Places) -> None:
     environ = environ_for(my_login, places)
     result = cloudboot(["mysql", "-e", "select current_user()"], environ)
     assert result.returncode == 0, result.stderr
@@ -153,21 +147,17 @@ def test_mysql_prints_the_user(my_login: Login, places: Places) -> None:
     assert tls.startswith("TLSv1.")
 
 
-def test_wrong_password_fails_without_prompting(login: Login, places: Places) -> None:
+def test_wrong_password_fails_without_prompting(login: Target, places: Places) -> None:
     environ = environ_for(login, places, password="not-the-password")
-    result = cloudboot(
-        [login.command, "-e" if login.command == "mysql" else "-c", "select 1"], environ
-    )
+    result = cloudboot(client_argv(login, "select 1"), environ)
     assert result.returncode != 0
     assert "denied" in result.stderr or "authentication failed" in result.stderr
 
 
-def test_clients_verify_the_certificate(login: Login, places: Places, certs: Certificates) -> None:
+def test_clients_verify_the_certificate(login: Target, places: Places, certs: Certificates) -> None:
     environ = environ_for(login, places)
     environ["CLOUDBOOT_CA_FILE"] = str(certs.other_ca_file)
-    result = cloudboot(
-        [login.command, "-e" if login.command == "mysql" else "-c", "select 1"], environ
-    )
+    result = cloudboot(client_argv(login, "select 1"), environ)
     assert result.returncode != 0
     # libpq: "SSL error: certificate verify failed"; MariaDB: "TLS/SSL error: self-signed
     # certificate in certificate chain" (the server sends its CA along).
@@ -200,14 +190,14 @@ def descriptors(pid: int) -> list[str]:
     return found
 
 
-SLEEPS = {"psql": ["-tAc", "select pg_sleep(2)"], "mysql": ["-N", "-e", "select sleep(2)"]}
+SLEEPS = {"postgres": ["-tAc", "select pg_sleep(2)"], "mysql": ["-N", "-e", "select sleep(2)"]}
 
 
 @pytest.fixture
-def running_client(login: Login, places: Places) -> Iterator[subprocess.Popen[bytes]]:
+def running_client(login: Target, places: Places) -> Iterator[subprocess.Popen[bytes]]:
     """``cloudboot <client>`` running a 2 s query, started and waited for."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "bootstrap", login.command, *SLEEPS[login.command]],
+        [sys.executable, "-m", "bootstrap", CLIENT[login.engine], *SLEEPS[login.engine]],
         env=environ_for(login, places),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
@@ -220,10 +210,10 @@ def running_client(login: Login, places: Places) -> Iterator[subprocess.Popen[by
 
 
 def test_no_command_line_on_the_machine_holds_the_password(
-    login: Login, running_client: subprocess.Popen[bytes]
+    login: Target, running_client: subprocess.Popen[bytes]
 ) -> None:
     pid = running_client.pid
-    binaries = CLIENT_BINARIES[login.command]
+    binaries = CLIENT_BINARIES[login.engine]
 
     def client_started() -> bool:
         argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
@@ -235,8 +225,8 @@ def test_no_command_line_on_the_machine_holds_the_password(
     # --password=... in its own argv after starting, which a scan alone could miss.
     argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
     argv[0] = os.path.basename(argv[0])  # Debian's psql is a wrapper that execs the real one
-    if login.command == "psql":
-        assert argv == ["psql", "-w", *SLEEPS["psql"]]
+    if login.engine == "postgres":
+        assert argv == ["psql", "-w", *SLEEPS["postgres"]]
     else:
         assert argv[1].startswith("--defaults-file=/proc/self/fd/")
         assert [argv[0], *argv[2:]] == ["mariadb", *SLEEPS["mysql"]]
@@ -263,10 +253,10 @@ def files_under(*roots: Path) -> list[Path]:
     return [Path(d) / f for root in roots for d, _, fs in os.walk(root) for f in fs]
 
 
-def test_no_file_holding_the_password_remains(login: Login, places: Places) -> None:
+def test_no_file_holding_the_password_remains(login: Target, places: Places) -> None:
     temp_root = Path(tempfile.gettempdir())
     before = set(temp_root.iterdir())
-    argv = [login.command, "-e" if login.command == "mysql" else "-c", "select 42"]
+    argv = client_argv(login, "select 42")
     result = cloudboot(argv, environ_for(login, places))
     assert result.returncode == 0, result.stderr
     assert "42" in result.stdout
@@ -286,7 +276,7 @@ def test_no_file_holding_the_password_remains(login: Login, places: Places) -> N
     ("command", "package"), [("psql", "postgresql-client"), ("mysql", "mariadb-client")]
 )
 def test_missing_client_names_the_debian_package(
-    command: str, package: str, login: Login, places: Places, tmp_path: Path
+    command: str, package: str, login: Target, places: Places, tmp_path: Path
 ) -> None:
     empty = tmp_path / "empty-bin"
     empty.mkdir()
@@ -297,7 +287,7 @@ def test_missing_client_names_the_debian_package(
     assert f"install the Debian package {package}" in result.stderr
 
 
-def test_client_of_the_other_engine_is_a_usage_error(pg_login: Login, places: Places) -> None:
+def test_client_of_the_other_engine_is_a_usage_error(pg_login: Target, places: Places) -> None:
     result = cloudboot(["mysql"], environ_for(pg_login, places))
     assert result.returncode == 64
     assert "use 'cloudboot psql'" in result.stderr
@@ -328,7 +318,7 @@ def stand_in(tmp_path: Path, name: str) -> str:
 
 
 def test_psql_gets_a_service_and_a_passfile_in_memory(
-    pg_login: Login, places: Places, tmp_path: Path
+    pg_login: Target, places: Places, tmp_path: Path
 ) -> None:
     environ = environ_for(pg_login, places)
     environ.update(PATH=stand_in(tmp_path, "psql"), PGPASSWORD="stale", PGSERVICE="other")
@@ -348,7 +338,7 @@ def test_psql_gets_a_service_and_a_passfile_in_memory(
 
 
 def test_mysql_gets_a_defaults_file_in_memory_first(
-    my_login: Login, places: Places, tmp_path: Path
+    my_login: Target, places: Places, tmp_path: Path
 ) -> None:
     environ = environ_for(my_login, places)
     environ["PATH"] = stand_in(tmp_path, "mariadb")
