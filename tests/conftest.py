@@ -6,6 +6,7 @@ Session-scoped (started once, removed at the end):
 Per test:
     ``make_pg_server(*, start=True)`` / ``make_mariadb_server(*, start=True)``: private
     servers a test may stop, restart or start late; removed after the test.
+    ``tasks`` -> ``imagerun.Tasks``: image tasks, stopped after the test.
     ``secret_password``: a 100+ character password full of awkward characters, known to
     the leak guard. ``NASTY_PASSWORDS`` (from ``servers``) are registered too.
 Automatic for every test:
@@ -23,6 +24,7 @@ import pytest
 import structlog
 
 from bootproc import Target, make_target
+from imagerun import Tasks
 from leakguard import register_secret
 from servers import (
     NASTY_PASSWORDS,
@@ -124,6 +126,16 @@ def make_mariadb_server(certs: Certificates) -> Iterator[MakeMariaDBServer]:
     yield make
     for server in made:
         server.cleanup()
+
+
+@pytest.fixture
+def tasks(tmp_path: Path) -> Iterator[Tasks]:
+    """Image tasks (an image's ENTRYPOINT + CMD as processes); all stopped afterwards."""
+    started = Tasks(tmp_path / "logs")
+    try:
+        yield started
+    finally:
+        started.stop()
 
 
 @pytest.fixture

@@ -19,10 +19,7 @@ import json
 import shutil
 import stat
 import tomllib
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from imagerun import IMAGES, Task, Tasks, entrypoint, exec_form, http_get, wait_http
 from servers import HOST, SECRET_PASSWORD, Certificates, PostgresServer, free_port, unique_name
@@ -32,15 +29,6 @@ IMAGE_HOME = "/work/"
 """Where the image keeps the release; also its ``HOME`` and working directory."""
 STAND_IN = Path(__file__).parent / "phoenix_release"
 TOML = IMAGES / "phoenix" / "cloudboot.toml"
-
-
-@pytest.fixture
-def tasks(tmp_path: Path) -> Iterator[Tasks]:
-    started = Tasks(tmp_path / "logs")
-    try:
-        yield started
-    finally:
-        started.stop()
 
 
 def copy_release(dest: Path) -> Path:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import secrets
 import stat
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,15 +38,6 @@ TOML = IMAGES / "wordpress" / "cloudboot.toml"
 COLLATION = "utf8mb4_bin"
 PHP_PASSWORD = "?><?php echo 1; // */ -- #"
 assert PHP_PASSWORD in NASTY_PASSWORDS
-
-
-@pytest.fixture
-def tasks(tmp_path: Path) -> Iterator[Tasks]:
-    started = Tasks(tmp_path / "logs")
-    try:
-        yield started
-    finally:
-        started.stop()
 
 
 @pytest.fixture(scope="module")
