@@ -7,7 +7,7 @@ What counts as a secret
     Every value passed to :func:`register_secret` (at least 4 characters), and every
     value of 8 or more characters, other than a plain lower-case word such as
     ``password``, that cloudboot's own ``Secret`` type has wrapped in this process
-    (``bootstrap.credentials.known_secrets()``, read only if that module has been
+    (``bootstrap.secret.known_secrets()``, read only if that module has been
     imported: a fresh import would know no secrets).
     A secret is found in its raw form and in the forms a careless program would print
     it: Python ``repr`` of the ``str`` and of its UTF-8 ``bytes``, JSON,
@@ -68,7 +68,7 @@ def registered_secrets() -> frozenset[str]:
 def _cloudboot_secrets() -> set[str]:
     # Secrets made in this process are in the module already imported; importing it
     # afresh would only give an empty set (and bootstrap may not exist yet).
-    module = sys.modules.get("bootstrap.credentials")
+    module = sys.modules.get("bootstrap.secret")
     known = getattr(module, "known_secrets", None)
     if known is None:
         return set()
@@ -104,9 +104,15 @@ def spellings(value: str) -> dict[str, str]:
     return unique
 
 
+def _allowed_values(allow: Iterable[str]) -> set[str]:
+    """The allowed values and every spelling of them: cloudboot registers a password's
+    encoded forms as secrets of their own, and an allowed password may show encoded."""
+    return {form for value in allow for form in spellings(value).values()}
+
+
 def find_secrets(text: str, *, allow: Iterable[str] = ()) -> list[str]:
     """Descriptions (never the values) of every secret spelling in ``text``."""
-    allowed = set(allow)
+    allowed = _allowed_values(allow)
     found = []
     for index, secret in enumerate(sorted(registered_secrets() - allowed)):
         for name, form in spellings(secret).items():
@@ -118,7 +124,7 @@ def find_secrets(text: str, *, allow: Iterable[str] = ()) -> list[str]:
 
 def redact(text: str, *, allow: Iterable[str] = ()) -> str:
     """``text`` with every spelling of every secret replaced by ``<SECRET>``."""
-    allowed = set(allow)
+    allowed = _allowed_values(allow)
     # Longest first, so a secret that contains another is replaced whole.
     forms = {
         form for secret in registered_secrets() - allowed for form in spellings(secret).values()

@@ -22,16 +22,11 @@ import pytest
 import trustme
 
 from bootproc import Target, make_target
-from bootstrap.check import (
-    STEP_NAMES,
-    Report,
-    Step,
-    format_name,
-    host_matches_certificate,
-    run_check,
-)
+from bootstrap.check import Report, Step, run_check
+from bootstrap.check.certificates import format_name, host_matches_certificate
+from bootstrap.check.report import STEP_NAMES
 from bootstrap.cli import main
-from bootstrap.credentials import Secret
+from bootstrap.secret import Secret
 from leakguard import assert_no_secret
 from servers import (
     MISMATCH_HOST,
@@ -279,12 +274,21 @@ def test_bad_secret_is_reported_without_its_value(
 def test_unreadable_ca_file_is_a_configuration_error(
     target: Target, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    # A CA file that is not there is judged with the other settings, at load ...
     missing = tmp_path / "nope.pem"
     code, report = run_json(environ_for(target, CLOUDBOOT_CA_FILE=missing), capsys)
     assert code == 78
     step = failing(report)
-    assert step["name"] == "tls"
+    assert step["name"] == "sources"
     assert str(missing) in step["error"]
+    # ... one that is there but holds no certificate when TLS first needs it.
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+    code, report = run_json(environ_for(target, CLOUDBOOT_CA_FILE=junk), capsys)
+    assert code == 78
+    step = failing(report)
+    assert step["name"] == "tls"
+    assert str(junk) in step["error"]
 
 
 def test_sslmode_require_describes_the_certificate_without_trusting_it(

@@ -216,7 +216,7 @@ def test_a_problem_in_one_artifact_writes_no_other(home: Path, tmp_path: Path) -
     no_sample = tmp_path / "empty-folder"
     no_sample.mkdir()
     env = {
-        "DB_SECRET": secret(),
+        "DB_SECRET": secret(engine="mysql"),
         "CLOUDBOOT_PROFILE": str(home / "app.profile"),
         "CLOUDBOOT_WP_CONFIG": str(no_sample / "wp-config.php"),
     }
@@ -250,25 +250,50 @@ def test_source_precedence_through_the_command_line(home: Path) -> None:
 # --- render ---------------------------------------------------------------------------------
 
 
-def test_dry_run_writes_nothing_and_masks_the_password(home: Path, wp_folder: Path) -> None:
+def artifacts_by_engine(home: Path, wp_folder: Path) -> dict[str, dict[str, str]]:
+    """Every artifact kind, split by the engine whose tools read it: a PostgreSQL secret
+    gets ``.pgpass``, ``.pg_service.conf`` and the profile; a MySQL-family one the
+    profile, the defaults file and ``wp-config.php`` (another engine's file is refused)."""
+    profile = {"CLOUDBOOT_PROFILE": str(home / "app.profile")}
+    mysql = {**all_artifacts(home, wp_folder), "DB_SECRET": secret(engine="mysql", port=3306)}
+    return {"postgres": {"DB_SECRET": secret(), **profile}, "mysql": mysql}
+
+
+EXPECTED_ROWS = {
+    "postgres": {
+        "pgpass": ("0600", ".pgpass"),
+        "pg_service": ("0600", ".pg_service.conf"),
+        "profile": ("0600", "app.profile"),
+    },
+    "mysql": {
+        "profile": ("0600", "app.profile"),
+        "my_cnf": ("0600", "my.cnf"),
+        "wp_config": ("0640", "wp-config.php"),
+    },
+}
+
+
+@pytest.mark.parametrize("engine", ["postgres", "mysql"])
+def test_dry_run_writes_nothing_and_masks_the_password(
+    home: Path, wp_folder: Path, engine: str
+) -> None:
     (wp_folder / "wp-config.php").unlink()
-    env = {"DB_SECRET": secret(), **all_artifacts(home, wp_folder)}
+    env = artifacts_by_engine(home, wp_folder)[engine]
     result = cloudboot(["render", "--dry-run"], env, home=home)
     assert result.returncode == 0, describe(result)
     assert list(home.iterdir()) == []
     assert sorted(p.name for p in wp_folder.iterdir()) == ["wp-config-sample.php"]
     lines = result.stdout.splitlines()
     assert lines[-1] == "(dry run: nothing written)"
+    scheme, port = ("postgresql", 5432) if engine == "postgres" else ("mysql", 3306)
     assert any(
-        x.startswith("create") and "DATABASE_URL=postgresql://appuser:***@db.internal" in x
+        x.startswith("create") and f"DATABASE_URL={scheme}://appuser:***@db.internal" in x
         for x in lines
     )
-    for path in (".pgpass", ".pg_service.conf", "app.profile", "my.cnf"):
+    for mode, name in EXPECTED_ROWS[engine].values():
         assert any(
-            x.startswith("create") and "0600" in x and x.split()[2] == str(home / path)
-            for x in lines
-        ), path
-    assert any("0640" in x and "wp-config.php" in x for x in lines)
+            x.startswith("create") and mode in x and Path(x.split()[2]).name == name for x in lines
+        ), name
 
     result = cloudboot(["render", "--dry-run", "--json"], env, home=home)
     assert result.returncode == 0, describe(result)
@@ -276,27 +301,25 @@ def test_dry_run_writes_nothing_and_masks_the_password(home: Path, wp_folder: Pa
     assert report["dry_run"] is True
     rows = report["artifacts"]
     url_row = next(r for r in rows if r.get("variable") == "DATABASE_URL")
-    assert url_row["value"].startswith("postgresql://appuser:***@db.internal:5432/app?")
+    assert url_row["value"].startswith(f"{scheme}://appuser:***@db.internal:{port}/app?")
     assert {r["kind"]: (r["mode"], r["action"]) for r in rows if "kind" in r} == {
-        "pgpass": ("0600", "create"),
-        "pg_service": ("0600", "create"),
-        "profile": ("0600", "create"),
-        "my_cnf": ("0600", "create"),
-        "wp_config": ("0640", "create"),
+        kind: (mode, "create") for kind, (mode, _) in EXPECTED_ROWS[engine].items()
     }
     assert list(home.iterdir()) == []
 
 
-def test_render_writes_then_reports_unchanged(home: Path, wp_folder: Path) -> None:
+@pytest.mark.parametrize("engine", ["postgres", "mysql"])
+def test_render_writes_then_reports_unchanged(home: Path, wp_folder: Path, engine: str) -> None:
     (wp_folder / "wp-config.php").unlink()
-    env = {"DB_SECRET": secret(), **all_artifacts(home, wp_folder)}
+    env = artifacts_by_engine(home, wp_folder)[engine]
     result = cloudboot(["render", "--json"], env, home=home)
     assert result.returncode == 0, describe(result)
     first = json.loads(result.stdout)
     assert first["dry_run"] is False
     assert {r["action"] for r in first["artifacts"] if "kind" in r} == {"create"}
     written = sorted(p.name for p in home.iterdir())
-    assert written == [".pg_service.conf", ".pgpass", "app.profile", "my.cnf"]
+    in_home = sorted(n for kind, (_, n) in EXPECTED_ROWS[engine].items() if kind != "wp_config")
+    assert written == in_home
     for name in written:
         assert (home / name).stat().st_mode & 0o777 == 0o600
     events = [e["event"] for e in log_events(result.stderr)]
@@ -305,20 +328,18 @@ def test_render_writes_then_reports_unchanged(home: Path, wp_folder: Path) -> No
     result = cloudboot(["render"], env, home=home)
     assert result.returncode == 0, describe(result)
     file_lines = [x for x in result.stdout.splitlines() if " env " not in x]
-    assert len(file_lines) == 5
+    assert len(file_lines) == 3
     assert all(x.startswith("unchanged") for x in file_lines), result.stdout
     # A changed password is an update of exactly the files that hold it.
-    env["DB_SECRET"] = secret(password=SECOND_PASSWORD)
+    fields = {} if engine == "postgres" else {"engine": "mysql", "port": 3306}
+    env["DB_SECRET"] = secret(password=SECOND_PASSWORD, **fields)
     result = cloudboot(["render", "--json"], env, home=home)
     actions = {
         r["kind"]: r["action"] for r in json.loads(result.stdout)["artifacts"] if "kind" in r
     }
+    holds_password = {"pgpass", "profile", "my_cnf", "wp_config"}
     assert actions == {
-        "pgpass": "update",
-        "pg_service": "unchanged",
-        "profile": "update",
-        "my_cnf": "update",
-        "wp_config": "update",
+        kind: "update" if kind in holds_password else "unchanged" for kind in EXPECTED_ROWS[engine]
     }
 
 
@@ -364,7 +385,7 @@ def test_env_formats_give_back_the_url_exactly(home: Path) -> None:
 @pytest.mark.parametrize("log_format", ["json", "console"])
 def test_debug_logs_show_no_secret(home: Path, wp_folder: Path, log_format: str) -> None:
     env = {
-        "DB_SECRET": secret(),
+        "DB_SECRET": secret(engine="mysql"),
         **all_artifacts(home, wp_folder),
         "CLOUDBOOT_LOG_LEVEL": "debug",
         "CLOUDBOOT_LOG_FORMAT": log_format,
@@ -374,7 +395,7 @@ def test_debug_logs_show_no_secret(home: Path, wp_folder: Path, log_format: str)
     assert "cloudboot.sources.found" in result.stderr
     assert "cloudboot.render.file" in result.stderr
     # The failure path at debug level too: a bad port next to a good password.
-    env["DB_SECRET"] = secret(port="bad-port")
+    env["DB_SECRET"] = secret(port="bad-port", engine="mysql")
     result = cloudboot(["render"], env, home=home)
     assert result.returncode == 78
     assert "cloudboot.failed" in result.stderr

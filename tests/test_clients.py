@@ -3,7 +3,6 @@ TLS servers: connected with stdin closed, no password in any argv or left in any
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 import subprocess
@@ -18,7 +17,8 @@ import pytest
 
 from bootproc import Target, make_target
 from bootstrap.clients import anonymous_file, client_environment, fd_path, find_client
-from bootstrap.credentials import DatabaseCredentials, Secret
+from bootstrap.engines import engine_for
+from factories import login_secret
 from leakguard import assert_no_secret, find_secrets
 from servers import (
     SECRET_PASSWORD,
@@ -78,22 +78,13 @@ def places(tmp_path: Path) -> Places:
 
 
 def environ_for(login: Target, places: Places, **secret_changes: object) -> dict[str, str]:
-    secret = {
-        "host": "localhost",
-        "port": login.port,
-        "username": login.user,
-        "password": login.password,
-        "dbname": login.dbname,
-        "engine": login.engine,
-        **secret_changes,
-    }
     return {
         "PATH": os.environ["PATH"],
         "LANG": "C.UTF-8",
         "HOME": str(places.home),
         "TMPDIR": str(places.tmpdir),
         "XDG_RUNTIME_DIR": str(places.runtime),
-        "DB_SECRET": json.dumps(secret),
+        "DB_SECRET": login_secret(login, **secret_changes),
         "CLOUDBOOT_CA_FILE": str(login.ca_file),
     }
 
@@ -361,9 +352,10 @@ def test_find_client_prefers_mariadb(tmp_path: Path) -> None:
         (tmp_path / name).write_text("#!/bin/sh\n")
         (tmp_path / name).chmod(0o755)
     environ = {"PATH": str(tmp_path)}
-    assert find_client(("mariadb", "mysql"), environ, "mariadb-client") == str(tmp_path / "mariadb")
+    client = engine_for("mysql").client
+    assert find_client(client, environ) == str(tmp_path / "mariadb")
     (tmp_path / "mariadb").unlink()
-    assert find_client(("mariadb", "mysql"), environ, "mariadb-client") == str(tmp_path / "mysql")
+    assert find_client(client, environ) == str(tmp_path / "mysql")
 
 
 def test_anonymous_file_is_private_and_nameless() -> None:
@@ -380,16 +372,6 @@ def test_anonymous_file_is_private_and_nameless() -> None:
 
 
 def test_client_environment_drops_the_password_variables() -> None:
-    credentials = DatabaseCredentials(
-        engine="postgres",
-        host="db",
-        port=5432,
-        dbname="app",
-        username="app",
-        password=Secret(SECRET_PASSWORD),
-        source="PG*",
-        variables=("PGHOST", "PGUSER", "PGPASSWORD", "PGDATABASE"),
-    )
     environ = {
         "PGHOST": "db",
         "PGUSER": "app",
@@ -398,4 +380,4 @@ def test_client_environment_drops_the_password_variables() -> None:
         "MYSQL_PWD": "x",
         "PATH": "/bin",
     }
-    assert client_environment(environ, credentials) == {"PATH": "/bin"}
+    assert client_environment(environ) == {"PATH": "/bin"}

@@ -11,7 +11,7 @@ import json
 import random
 from pathlib import Path
 
-from bootstrap import load, render
+from factories import url_of
 from readers import EctoURL, elixir_parse_ecto_urls
 from servers import NASTY_PASSWORDS
 
@@ -39,8 +39,7 @@ def ecto_url(
         "CLOUDBOOT_PGPASS": "",
         "CLOUDBOOT_PG_SERVICE_FILE": "",
     }
-    settings, credentials = load(environ)
-    url = render(credentials, settings, environ).environment["DATABASE_URL"]
+    url = url_of(environ)
     assert url.startswith("ecto://")
     return url
 

@@ -27,8 +27,8 @@ import dotenv
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bootstrap import DatabaseCredentials, Secret, load
-from bootstrap.render import (
+from bootstrap import Secret, Target, load
+from bootstrap.rendering import (
     escape_pgpass,
     escape_php,
     quote_component,
@@ -41,6 +41,7 @@ from bootstrap.render import (
     render_profile,
     render_url,
 )
+from factories import unit_target
 from readers import clean_env, parse_sqlalchemy_url, reader
 
 MARKER = "\u00a7pw\u00a7"
@@ -76,6 +77,8 @@ php_batches = st.lists(
     max_size=40,
 )
 nonempty_line_text = line_text.filter(bool)
+# Names both engines can hold: at most 63 bytes (PostgreSQL), no trailing space (MySQL).
+dbnames = nonempty_line_text.filter(lambda s: len(s.encode()) <= 63 and not s.endswith(" "))
 passwords = line_text.map(lambda s: MARKER + s)
 hostnames = st.from_regex(
     r"[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?(\.[a-z0-9]{1,10}){0,3}", fullmatch=True
@@ -89,16 +92,24 @@ SUBPROCESS = settings(
 )
 
 
-def make_credentials(
-    host: str, port: int, dbname: str, username: str, password: str, *, engine: str = "postgres"
-) -> DatabaseCredentials:
-    return DatabaseCredentials(
-        engine=engine,  # type: ignore[arg-type]
+def make_target(
+    host: str,
+    port: int,
+    dbname: str,
+    username: str,
+    password: str,
+    *,
+    engine: str = "postgres",
+    ca_file: str = "/ca dir/ca.pem",
+) -> Target:
+    return unit_target(
+        engine=engine,
         host=host,
         port=port,
         dbname=dbname,
-        username=username,
+        user=username,
         password=Secret(password),
+        ca_file=ca_file,
     )
 
 
@@ -117,11 +128,11 @@ def test_quote_component_round_trips_and_uses_only_unreserved(value: str) -> Non
 
 
 @PURE
-@given(hosts, ports, nonempty_line_text, nonempty_line_text, passwords)
+@given(hosts, ports, dbnames, nonempty_line_text, passwords)
 def test_every_url_scheme_reads_back_through_cloudboot_and_sqlalchemy(
     host: str, port: int, dbname: str, username: str, password: str
 ) -> None:
-    found = make_credentials(host, port, dbname, username, password)
+    found = make_target(host, port, dbname, username, password)
     for scheme, engine in (
         ("postgresql", "postgres"),
         ("postgres", "postgres"),
@@ -129,10 +140,10 @@ def test_every_url_scheme_reads_back_through_cloudboot_and_sqlalchemy(
         ("mysql", "mysql"),
         ("mysql+pymysql", "mysql"),
     ):
-        url = render_url(found, scheme, "verify-full", "/ca dir/ca.pem")
+        url = render_url(found, scheme)
         # cloudboot reads its own URL back as DATABASE_URL ...
-        _, back = load({"DATABASE_URL": url, "CLOUDBOOT_ENGINE": engine})
-        assert (back.host, back.port, back.dbname, back.username) == (host, port, dbname, username)
+        back = load({"DATABASE_URL": url, "CLOUDBOOT_ENGINE": engine}).target
+        assert (back.host, back.port, back.dbname, back.user) == (host, port, dbname, username)
         assert back.password.reveal() == password
         # ... urllib splits it where every reader does ...
         parts = urlsplit(url)
@@ -201,7 +212,7 @@ def libpq_password(pgpass: bytes, host: str, port: str, dbname: str, user: str) 
 def test_pgpass_line_reads_back_through_libpq_rules(
     host: str, port: int, dbname: str, username: str, password: str
 ) -> None:
-    pgpass = render_pgpass(make_credentials(host, port, dbname, username, password)).encode()
+    pgpass = render_pgpass(make_target(host, port, dbname, username, password)).encode()
     assert pgpass.count(b"\n") == 1
     assert libpq_password(pgpass, host, str(port), dbname, username) == password
     if username != "*":  # a lone '*' is libpq's wildcard
@@ -248,10 +259,8 @@ def libpq_service(text: bytes, name: str) -> dict[str, str]:
 def test_service_file_reads_back_or_is_refused(
     host: str, port: int, dbname: str, username: str
 ) -> None:
-    found = make_credentials(host, port, dbname, username, MARKER)
-    text, problems = render_pg_service(
-        found, name="app", sslmode="verify-full", ca="/ca.pem", passfile=Path("/h/.pgpass")
-    )
+    found = make_target(host, port, dbname, username, MARKER, ca_file="/ca.pem")
+    text, problems = render_pg_service(found, name="app", passfile="/h/.pgpass")
     if problems:
         return
     assert libpq_service(text.encode(), "app") == {
@@ -375,9 +384,7 @@ def test_my_cnf_reads_back_through_mysys_rules(
     host: str, port: int, dbname: str, username: str, password: str
 ) -> None:
     text = render_my_cnf(
-        make_credentials(host, port, dbname, username, password, engine="mysql"),
-        "verify-full",
-        "/c a",
+        make_target(host, port, dbname, username, password, engine="mysql", ca_file="/c a")
     )
     options: dict[bytes, bytes | None] = {}
     for raw in text.encode().split(b"\n"):

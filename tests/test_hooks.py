@@ -17,20 +17,15 @@ from typing import Any, NoReturn
 
 import pytest
 
-import bootstrap.connect
-import bootstrap.database
 import bootstrap.wait
 from bootproc import Target, finish, run, start
-from bootstrap.database import (
-    advisory_key,
-    mysql_create_statement,
-    mysql_lock_name,
-    quote_mysql_identifier,
-)
-from bootstrap.errors import ConfigError, HookError, Interrupted
+from bootstrap.engines import engine_for
+from bootstrap.engines.mysql import create_statement, lock_name, quote_identifier
+from bootstrap.engines.postgres import advisory_key
+from bootstrap.errors import HookError, Interrupted
 from bootstrap.hooks import run_hook, run_hooks
 from bootstrap.lifecycle import migrate, signals_end_the_boot
-from bootstrap.settings import Hook
+from bootstrap.settings import Hook, load_settings
 
 # --- the runner alone ----------------------------------------------------------------
 
@@ -126,7 +121,7 @@ def test_hooks_run_in_order_with_the_environment(tmp_path: Path) -> None:
     assert out.read_text() == "one hi\ntwo hi\n"
 
 
-def _no_lock(hook: Hook) -> NoReturn:
+def _no_lock(hook: Hook, _adopt: object) -> NoReturn:
     raise AssertionError(f"hook {hook.name} does not lock")
 
 
@@ -148,9 +143,9 @@ def test_locked_hooks_run_inside_the_lock_and_are_recorded(tmp_path: Path) -> No
     order: list[str] = []
 
     @contextmanager
-    def lock(hook: Hook) -> Iterator[FakeLease]:
+    def lock(hook: Hook, adopt: object) -> Iterator[FakeLease]:
         leases[hook.name] = FakeLease(done=hook.name == "done-before")
-        order.append(f"lock {hook.name}")
+        order.append(f"lock {hook.name}" + (f" adopting {adopt}" if adopt else ""))
         try:
             yield leases[hook.name]
         finally:
@@ -163,10 +158,11 @@ def test_locked_hooks_run_inside_the_lock_and_are_recorded(tmp_path: Path) -> No
         shell_hook("fails", "exit 1"),
     )
     with pytest.raises(HookError):
-        run_hooks(hooks, _env(), lock)
+        run_hooks(hooks, _env(), lock, adopt="the wait's connection")
     assert out.read_text() == "migrate\nfree\n"
     assert order == [
-        "lock migrate", "unlock migrate", "lock done-before", "unlock done-before",
+        "lock migrate adopting the wait's connection", "unlock migrate",
+        "lock done-before", "unlock done-before",
         "lock fails", "unlock fails",
     ]  # fmt: skip
     assert leases["migrate"].recorded
@@ -178,24 +174,26 @@ def test_locked_hooks_run_inside_the_lock_and_are_recorded(tmp_path: Path) -> No
 
 
 def test_mysql_identifiers_double_their_backquotes() -> None:
-    assert quote_mysql_identifier("a`b") == "`a``b`"
-    statement = mysql_create_statement("app`x", "utf8mb4_bin")
+    assert quote_identifier("a`b") == "`a``b`"
+    statement = create_statement("app`x", "utf8mb4_bin")
     assert statement == (
         "CREATE DATABASE IF NOT EXISTS `app``x` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
     )
-    assert mysql_create_statement("app", None).endswith("CHARACTER SET utf8mb4")
+    assert create_statement("app", None).endswith("CHARACTER SET utf8mb4")
 
 
 def test_a_collation_that_is_not_a_name_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match="CLOUDBOOT_COLLATION"):
-        mysql_create_statement("app", "utf8mb4_bin; DROP DATABASE x")
+    settings, problems = load_settings({"CLOUDBOOT_COLLATION": "utf8mb4_bin; DROP DATABASE x"})
+    assert settings is None
+    assert any("CLOUDBOOT_COLLATION" in problem for problem in problems)
+    assert not any("DROP" in problem for problem in problems)
 
 
 def test_lock_names_fit_and_keys_are_stable() -> None:
-    assert mysql_lock_name("app") == "cloudboot:hooks:app"
-    long_name = mysql_lock_name("d" * 64)
+    assert lock_name("app") == "cloudboot:hooks:app"
+    long_name = lock_name("d" * 64)
     assert len(long_name) <= 64
-    assert long_name != mysql_lock_name("e" * 64)
+    assert long_name != lock_name("e" * 64)
     assert advisory_key("cloudboot:hooks") == advisory_key("cloudboot:hooks")
     assert -(2**63) <= advisory_key("x") < 2**63
 
@@ -315,17 +313,17 @@ def test_with_a_release_id_the_hook_runs_once_per_release(
 # --- the wait's login serves the first lock -------------------------------------------
 
 
-def _counting_logins(monkeypatch: pytest.MonkeyPatch) -> list[str | None]:
-    """Every login the boot's stages make (the wait's and the database stage's)."""
+def _counting_logins(monkeypatch: pytest.MonkeyPatch, engine: str) -> list[str | None]:
+    """Every login the boot's stages make, through the engine's ``connect``."""
     logins: list[str | None] = []
-    real = bootstrap.connect.connect
+    cls = type(engine_for(engine))  # type: ignore[arg-type]
+    real = cls.connect
 
-    def counted(*args: Any, **kwargs: Any) -> Any:
+    def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
         logins.append(kwargs.get("dbname"))
-        return real(*args, **kwargs)
+        return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(bootstrap.wait, "connect", counted)
-    monkeypatch.setattr(bootstrap.database, "connect", counted)
+    monkeypatch.setattr(cls, "connect", counted)
     return logins
 
 
@@ -351,7 +349,7 @@ def test_the_first_locked_hook_takes_the_lock_on_the_waits_connection(
 ) -> None:
     log = tmp_path / "hook.log"
     env = _migrated_once(target, home, log)
-    logins = _counting_logins(monkeypatch)
+    logins = _counting_logins(monkeypatch, target.engine)
     migrate(env)
     assert logins == [None], "one login for the wait and the lock together"
     assert len(_intervals(log)) == 2
@@ -368,8 +366,8 @@ def test_a_kept_connection_that_died_costs_a_new_login_not_the_boot(
     env = _migrated_once(target, home, log)
     real_probe = bootstrap.wait.probe
 
-    def probe_then_lose_it(*args: Any) -> Any:
-        connection = real_probe(*args)
+    def probe_then_lose_it(*args: Any, **kwargs: Any) -> Any:
+        connection = real_probe(*args, **kwargs)
         assert connection is not None
         kill = "SELECT pg_terminate_backend(pg_backend_pid())"
         if target.engine == "mysql":
@@ -379,7 +377,7 @@ def test_a_kept_connection_that_died_costs_a_new_login_not_the_boot(
         return connection
 
     monkeypatch.setattr(bootstrap.wait, "probe", probe_then_lose_it)
-    logins = _counting_logins(monkeypatch)
+    logins = _counting_logins(monkeypatch, target.engine)
     migrate(env)
     assert logins == [None, None], "the lock logged in anew"
     assert len(_intervals(log)) == 2

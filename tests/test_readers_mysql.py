@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import pymysql
 import pytest
 
-from bootstrap import load, render
+from factories import url_of
 from readers import cloudboot, describe, mariadb_with_defaults, parse_sqlalchemy_url
 from servers import HOST, MISMATCH_HOST, NASTY_PASSWORDS, MariaDBServer, mysql_literal
 
@@ -72,8 +72,7 @@ def secret_env(
 
 def rendered_url(env: Mapping[str, str], home: Path, scheme: str) -> str:
     environ = {**env, "HOME": str(home), "CLOUDBOOT_URL_SCHEME": scheme}
-    settings, credentials = load(environ)
-    return render(credentials, settings, environ).environment[settings.url_env]
+    return url_of(environ)
 
 
 def pymysql_query(kwargs: Mapping[str, Any]) -> tuple[Any, ...]:

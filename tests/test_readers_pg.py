@@ -22,7 +22,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from bootstrap import load, render
+from factories import url_of
 from readers import cloudboot, describe, psql, run
 from servers import HOST, MISMATCH_HOST, NASTY_PASSWORDS, PostgresServer, pg_identifier, pg_literal
 
@@ -93,8 +93,7 @@ def render_files(env: Mapping[str, str], home: Path) -> None:
 def rendered_url(env: Mapping[str, str], home: Path) -> str:
     """The URL variable the library renders for ``env`` (as the CLI would)."""
     environ = {**env, "HOME": str(home)}
-    settings, credentials = load(environ)
-    return render(credentials, settings, environ).environment[settings.url_env]
+    return url_of(environ)
 
 
 def assert_logged_in(result_stdout: str, user: str, dbname: str) -> None:

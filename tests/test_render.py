@@ -8,7 +8,7 @@ The real readers prove the same artifacts in ``test_readers_*``, ``test_wp_confi
 
 from __future__ import annotations
 
-import json
+import grp
 import os
 import pickle
 import pwd
@@ -19,16 +19,16 @@ import pytest
 
 from bootstrap import (
     ConfigError,
-    DatabaseCredentials,
     FileArtifact,
     Secret,
+    Target,
     WriteError,
     load,
     plan,
     render,
     write,
 )
-from bootstrap.render import (
+from bootstrap.rendering import (
     WP_KEYS,
     WP_PLACEHOLDER,
     render_my_cnf,
@@ -38,35 +38,33 @@ from bootstrap.render import (
     render_wp_config,
     wp_constants,
 )
+from factories import rds_secret, rendered, unit_target
 
 CA = "/etc/ssl/certs/rds global-bundle.pem"
 PASSWORD = "p@ss:w/rd?#%+ 'q\"\\$`é"
 
 
-def credentials(**changes: object) -> DatabaseCredentials:
+def credentials(**changes: object) -> Target:
     fields: dict[str, object] = {
         "engine": "postgres",
         "host": "db.internal",
         "port": 5432,
         "dbname": "app",
-        "username": "appuser",
+        "user": "appuser",
         "password": Secret(PASSWORD),
+        "ca_file": CA,
     }
     fields.update(changes)
-    return DatabaseCredentials(**fields)  # type: ignore[arg-type]
+    return unit_target(**fields)
 
 
 def secret_env(home: Path, **fields: object) -> dict[str, str]:
-    data: dict[str, object] = {
-        "host": "db.internal",
-        "port": 5432,
-        "dbname": "app",
-        "username": "appuser",
-        "password": PASSWORD,
-        "engine": "postgres",
-    }
-    data.update(fields)
-    return {"HOME": str(home), "DB_SECRET": json.dumps(data), "CLOUDBOOT_CA_FILE": CA}
+    """A secret as in :func:`credentials`, and a CA file that exists (load checks it)."""
+    ca_file = home / "ca dir" / "rds global-bundle.pem"
+    ca_file.parent.mkdir(exist_ok=True)
+    ca_file.write_text("a CA bundle\n")
+    secret = rds_secret(host="db.internal", username="appuser", password=PASSWORD, **fields)
+    return {"HOME": str(home), "DB_SECRET": secret, "CLOUDBOOT_CA_FILE": str(ca_file)}
 
 
 # --- URLs -------------------------------------------------------------------------------
@@ -112,15 +110,22 @@ ENCODED_PASSWORD = "p%40ss%3Aw%2Frd%3F%23%25%2B%20%27q%22%5C%24%60%C3%A9"
 )
 def test_url_in_each_scheme_and_tls_mode(scheme: str, sslmode: str, query: str) -> None:
     ca = None if sslmode in ("require", "disable") else CA
-    url = render_url(credentials(), scheme, sslmode, ca)
+    url = render_url(credentials(sslmode=sslmode, ca_file=ca), scheme)
     expected = f"{scheme}://appuser:{ENCODED_PASSWORD}@db.internal:5432/app"
     assert url == expected + (f"?{query}" if query else "")
 
 
 def test_url_encodes_every_byte_outside_unreserved_and_brackets_ipv6() -> None:
     printable = "".join(chr(c) for c in range(0x20, 0x7F))
-    found = credentials(host="fd00::1", username=printable, dbname="my db+x", password=Secret(" "))
-    url = render_url(found, "postgresql", "disable", None)
+    found = credentials(
+        host="fd00::1",
+        user=printable,
+        dbname="my db+x",
+        password=Secret(" "),
+        sslmode="disable",
+        ca_file=None,
+    )
+    url = render_url(found, "postgresql")
     user = url.split("://", 1)[1].split(":", 1)[0]
     unreserved = "-.0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz~"
     assert user == "".join(c if c in unreserved else f"%{ord(c):02X}" for c in printable)
@@ -128,17 +133,15 @@ def test_url_encodes_every_byte_outside_unreserved_and_brackets_ipv6() -> None:
 
 
 def test_the_environment_by_engine_and_settings(tmp_path: Path) -> None:
-    settings, found = load(secret_env(tmp_path))
-    rendering = render(found, settings, secret_env(tmp_path))
+    config, rendering = rendered(secret_env(tmp_path))
     assert rendering.environment == {
-        "DATABASE_URL": render_url(found, "postgresql", "verify-full", CA),
+        "DATABASE_URL": render_url(config.target, "postgresql"),
         "PGPASSFILE": str(tmp_path / ".pgpass"),
         "PGSERVICEFILE": str(tmp_path / ".pg_service.conf"),
     }
     assert rendering.secret_variables == frozenset({"DATABASE_URL"})
     environ = {**secret_env(tmp_path, engine="mysql", port=3306), "CLOUDBOOT_URL_ENV": "DB_URL"}
-    settings, found = load(environ)
-    rendering = render(found, settings, environ)
+    _, rendering = rendered(environ)
     assert list(rendering.environment) == ["DB_URL"]
     assert rendering.environment["DB_URL"].startswith("mysql://")
     assert rendering.files == ()  # nothing for MySQL unless asked for
@@ -147,12 +150,15 @@ def test_the_environment_by_engine_and_settings(tmp_path: Path) -> None:
 def test_system_ca_resolves_to_a_real_path(tmp_path: Path) -> None:
     environ = secret_env(tmp_path)
     environ["CLOUDBOOT_CA_FILE"] = "system"
-    environ["SSL_CERT_FILE"] = "/opt/bundle.pem"
-    settings, found = load(environ)
-    service = next(f for f in render(found, settings, environ).files if f.kind == "pg_service")
-    assert "sslrootcert=/opt/bundle.pem\n" in service.content.decode()
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_text("a CA bundle\n")
+    environ["SSL_CERT_FILE"] = str(bundle)
+    _, rendering = rendered(environ)
+    service = next(f for f in rendering.files if f.kind == "pg_service")
+    assert f"sslrootcert={bundle}\n" in service.content.decode()
     del environ["SSL_CERT_FILE"]
-    service = next(f for f in render(found, settings, environ).files if f.kind == "pg_service")
+    _, rendering = rendered(environ)
+    service = next(f for f in rendering.files if f.kind == "pg_service")
     line = next(x for x in service.content.decode().splitlines() if x.startswith("sslrootcert="))
     assert Path(line.removeprefix("sslrootcert=")).is_file()
 
@@ -161,14 +167,12 @@ def test_system_ca_resolves_to_a_real_path(tmp_path: Path) -> None:
 
 
 def test_pgpass_escapes_backslash_and_colon_in_every_field() -> None:
-    found = credentials(host="::1", dbname="d:b\\", username="u\\:")
+    found = credentials(host="::1", dbname="d:b\\", user="u\\:")
     assert render_pgpass(found) == ("\\:\\:1:5432:d\\:b\\\\:u\\\\\\::p@ss\\:w/rd?#%+ 'q\"\\\\$`é\n")
 
 
 def test_service_file_has_no_password_and_points_at_the_passfile() -> None:
-    text, problems = render_pg_service(
-        credentials(), name="app", sslmode="verify-full", ca=CA, passfile=Path("/h/.pgpass")
-    )
+    text, problems = render_pg_service(credentials(), name="app", passfile="/h/.pgpass")
     assert problems == []
     assert text == (
         "[app]\nhost=db.internal\nport=5432\ndbname=app\nuser=appuser\n"
@@ -179,10 +183,8 @@ def test_service_file_has_no_password_and_points_at_the_passfile() -> None:
 
 def test_service_file_refuses_what_it_cannot_hold() -> None:
     _, problems = render_pg_service(
-        credentials(username=" padded", dbname="x" * 1100),
+        credentials(user=" padded", dbname="x" * 1100, sslmode="require", ca_file=None),
         name="app",
-        sslmode="require",
-        ca=None,
         passfile=None,
     )
     assert len(problems) == 2
@@ -193,8 +195,8 @@ def test_service_file_refuses_what_it_cannot_hold() -> None:
 
 def test_render_files_for_postgres_with_modes(tmp_path: Path) -> None:
     environ = {**secret_env(tmp_path), "CLOUDBOOT_PROFILE": str(tmp_path / "app.profile")}
-    settings, found = load(environ)
-    rendering = render(found, settings, environ)
+    config, rendering = rendered(environ)
+    found = config.target
     by_kind = {f.kind: f for f in rendering.files}
     assert set(by_kind) == {"pgpass", "pg_service", "profile"}
     assert all(f.mode == 0o600 for f in rendering.files)
@@ -210,8 +212,7 @@ def test_render_files_for_postgres_with_modes(tmp_path: Path) -> None:
 
 def test_an_empty_path_turns_an_artifact_off(tmp_path: Path) -> None:
     environ = {**secret_env(tmp_path), "CLOUDBOOT_PGPASS": "", "CLOUDBOOT_PG_SERVICE_NAME": "db"}
-    settings, found = load(environ)
-    rendering = render(found, settings, environ)
+    _, rendering = rendered(environ)
     assert [f.kind for f in rendering.files] == ["pg_service"]
     assert "PGPASSFILE" not in rendering.environment
     text = rendering.files[0].content.decode()
@@ -233,7 +234,9 @@ def test_an_empty_path_turns_an_artifact_off(tmp_path: Path) -> None:
 )
 def test_my_cnf(sslmode: str, tls_lines: list[str]) -> None:
     ca = CA if sslmode.startswith("verify") else None
-    text = render_my_cnf(credentials(engine="mysql", port=3306, dbname='d"b'), sslmode, ca)
+    text = render_my_cnf(
+        credentials(engine="mysql", port=3306, dbname='d"b', sslmode=sslmode, ca_file=ca)
+    )
     client = [
         "[client]",
         'user="appuser"',
@@ -320,7 +323,7 @@ def test_wp_config_fresh_salts_from_the_sample() -> None:
 )
 def test_wp_constants(sslmode: str, flags: str) -> None:
     constants = wp_constants(
-        credentials(engine="mysql", host="localhost", port=3306), sslmode=sslmode, collate="x"
+        credentials(engine="mysql", host="localhost", port=3306, sslmode=sslmode), collate="x"
     )
     assert constants == {
         "DB_NAME": "'app'",
@@ -338,9 +341,9 @@ def test_wp_config_without_sample_is_a_config_error_naming_the_path(tmp_path: Pa
         **secret_env(tmp_path, engine="mysql"),
         "CLOUDBOOT_WP_CONFIG": str(tmp_path / "wp" / "wp-config.php"),
     }
-    settings, found = load(environ)
+    config = load(environ)
     with pytest.raises(ConfigError) as caught:
-        render(found, settings, environ)
+        render(config)
     (problem,) = caught.value.problems
     assert "CLOUDBOOT_WP_CONFIG" in problem
     assert "wp-config-sample.php" in problem
@@ -353,9 +356,8 @@ def test_wp_collate_with_a_line_break_is_refused(tmp_path: Path) -> None:
         "CLOUDBOOT_WP_CONFIG": str(tmp_path / "wp-config.php"),
         "CLOUDBOOT_WP_COLLATE": "utf8mb4_bin\n);",
     }
-    settings, found = load(environ)
     with pytest.raises(ConfigError, match="CLOUDBOOT_WP_COLLATE"):
-        render(found, settings, environ)
+        load(environ)
 
 
 # --- writing ------------------------------------------------------------------------------
@@ -397,7 +399,7 @@ def test_an_existing_file_keeps_its_mode_and_owner_when_asked(tmp_path: Path) ->
     os.chown(target, nobody.pw_uid, nobody.pw_gid)
     (item,) = plan([artifact(target, b"new", 0o640, keep=True)])
     assert (item.action, item.mode) == ("update", 0o604)
-    write([item], owner="root")
+    write([item], owner=(0, 0))
     info = target.stat()
     assert target.read_bytes() == b"new"
     assert stat.S_IMODE(info.st_mode) == 0o604
@@ -405,13 +407,15 @@ def test_an_existing_file_keeps_its_mode_and_owner_when_asked(tmp_path: Path) ->
 
 
 def test_owner_applies_to_new_files(tmp_path: Path) -> None:
-    target = tmp_path / "profile"
-    write(plan([artifact(target, b"x")]), owner="nobody:nogroup")
+    environ = {**secret_env(tmp_path), "CLOUDBOOT_OWNER": "nobody:nogroup"}
+    owner = load(environ).owner
     nobody = pwd.getpwnam("nobody")
+    assert owner == (nobody.pw_uid, grp.getgrnam("nogroup").gr_gid)
+    target = tmp_path / "profile"
+    write(plan([artifact(target, b"x")]), owner=owner)
     assert target.stat().st_uid == nobody.pw_uid
     with pytest.raises(ConfigError, match="CLOUDBOOT_OWNER"):
-        write(plan([artifact(tmp_path / "other", b"x")]), owner="no-such-user-here")
-    assert not (tmp_path / "other").exists()
+        load({**environ, "CLOUDBOOT_OWNER": "no-such-user-here"})
 
 
 def test_write_is_all_or_nothing(tmp_path: Path) -> None:

@@ -14,8 +14,8 @@ from urllib.parse import quote
 import pytest
 import structlog
 
-from bootstrap.credentials import Secret, register_secret_form
 from bootstrap.logs import configure, get_logger
+from bootstrap.secret import Secret, register_secret_form
 from leakguard import assert_no_secret, find_secrets
 from servers import NASTY_PASSWORDS
 

@@ -106,7 +106,7 @@ profile = "/app/application.profile"
 wp_config = "/var/www/html/wp-config.php"
 
 [[hooks]]
-name = "migrate"
+name = "schema"
 run = ["/app/bin/migrate", "--yes"]
 timeout = 600
 
@@ -126,7 +126,7 @@ lock = false
     assert settings.profile == "/app/application.profile"
     assert settings.wp_config == "/var/www/html/wp-config.php"
     assert settings.all_hooks() == (
-        Hook(name="migrate", run=("/app/bin/migrate", "--yes"), timeout=600),
+        Hook(name="schema", run=("/app/bin/migrate", "--yes"), timeout=600),
         Hook(name="warm", shell="echo warm && true", lock=False),  # noqa: S604 - not run
         Hook(name="migrate", run=("rake", "db:migrate now"), lock=True),
     )

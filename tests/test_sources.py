@@ -8,12 +8,14 @@ proves the same through the real command line.
 from __future__ import annotations
 
 import json
+import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bootstrap import ConfigError, DatabaseCredentials, Settings, load
+from bootstrap import ConfigError, Target, load
 
 PASSWORD = "s3cret:pa@ss/w?rd#%+ 'q\"\\$`é"
 OTHER_PASSWORD = "0ther-Passw0rd!"
@@ -35,10 +37,21 @@ def secret(**fields: Any) -> str:
     return json.dumps({k: v for k, v in data.items() if v is not None})
 
 
-def load_ok(environ: dict[str, str]) -> DatabaseCredentials:
-    settings, credentials = load(environ)
-    assert isinstance(settings, Settings)
-    return credentials
+@dataclass(frozen=True)
+class Found:
+    """What a test asks of a load: the target, and where it came from."""
+
+    target: Target
+    source: str
+    variables: tuple[str, ...]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.target, name)
+
+
+def load_ok(environ: dict[str, str]) -> Found:
+    config = load(environ)
+    return Found(config.target, config.source.label, config.source.variables)
 
 
 def problems_of(environ: dict[str, str]) -> tuple[str, ...]:
@@ -61,7 +74,7 @@ def test_copilot_db_secret() -> None:
     assert found.host == "sample-cluster.cluster-abc.eu-west-1.rds.amazonaws.com"
     assert found.port == 5432
     assert found.dbname == "app"
-    assert found.username == "appuser"
+    assert found.user == "appuser"
     assert found.password.reveal() == PASSWORD
     assert found.source == "DB_SECRET"
     assert found.variables == ("DB_SECRET",)
@@ -110,10 +123,10 @@ def test_cloudboot_secret_env_chooses_and_wins_over_everything() -> None:
     }
     found = load_ok(environ)
     assert found.source == "SAMPLECLUSTER_SECRET"
-    assert found.username == "other"
+    assert found.user == "other"
     # It may name a variable that does not end in _SECRET, too.
     environ = {"APP_DB": secret(username="named"), "CLOUDBOOT_SECRET_ENV": "APP_DB"}
-    assert load_ok(environ).username == "named"
+    assert load_ok(environ).user == "named"
 
 
 def test_cloudboot_secret_env_naming_nothing_is_an_error_not_a_fallback() -> None:
@@ -237,7 +250,7 @@ def test_wordpress_db_host_may_carry_the_port_or_an_ipv6_address() -> None:
 def test_database_url_is_percent_decoded(url: str, expected: tuple[str, int]) -> None:
     found = load_ok({"DATABASE_URL": url})
     assert (found.engine, found.port) == expected
-    assert found.username == "u@x"
+    assert found.user == "u@x"
     assert found.password.reveal() == "p:w/%"
     assert found.dbname == "my db"
     assert found.host == "db.internal"
@@ -271,11 +284,23 @@ def test_name_file_drops_exactly_one_trailing_newline(tmp_path: Path) -> None:
 def test_the_secret_itself_may_come_from_a_file(tmp_path: Path) -> None:
     secret_file = tmp_path / "db_secret.json"
     secret_file.write_text(secret(username="fromfile") + "\n")
-    found = load_ok({"DB_SECRET_FILE": str(secret_file)})
-    assert found.username == "fromfile"
+    found = load_ok({"CLOUDBOOT_SECRET_ENV": "DB_SECRET", "DB_SECRET_FILE": str(secret_file)})
+    assert found.user == "fromfile"
     assert found.source == "DB_SECRET"
     named = load_ok({"CLOUDBOOT_SECRET_ENV": "APP", "APP_FILE": str(secret_file)})
-    assert named.username == "fromfile"
+    assert named.user == "fromfile"
+
+
+def test_a_secret_file_is_not_opened_just_to_see(tmp_path: Path) -> None:
+    # Auto-detection looks at *_SECRET values only: a *_SECRET_FILE (a FIFO here, which
+    # an open would block on) is read when CLOUDBOOT_SECRET_ENV names it, and the
+    # message says so.
+    fifo = tmp_path / "webhook"
+    os.mkfifo(fifo)
+    (problem,) = problems_of({"DB_SECRET_FILE": str(fifo)})
+    assert "CLOUDBOOT_SECRET_ENV=DB_SECRET" in problem
+    url = "postgresql://u:p@db.internal/app"
+    assert load_ok({"WEBHOOK_SECRET_FILE": str(fifo), "DATABASE_URL": url}).host == "db.internal"
 
 
 def test_name_and_name_file_both_set_is_an_error(tmp_path: Path) -> None:

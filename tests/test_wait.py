@@ -21,13 +21,17 @@ import psycopg
 import pymysql
 import pytest
 
+import bootstrap
 from bootproc import Target, finish, make_target, read_until, run, start
-from bootstrap.connect import Failure, classify
-from bootstrap.credentials import DatabaseCredentials, Secret
+from bootstrap import events, load
+from bootstrap.engines import engine_for
 from bootstrap.errors import RefusedError, UnavailableError
-from bootstrap.settings import Settings, SslMode
+from bootstrap.failures import Failure, Reason
+from bootstrap.retry import Policy, backoff_delay, retrying, wait_for_port
+from bootstrap.secret import Secret
+from bootstrap.target import SslMode
 from bootstrap.tls import TlsSetupError, client_context
-from bootstrap.wait import Policy, backoff_delay, port_closed, retrying, wait_for_port
+from factories import rds_secret, unit_target
 from leakguard import assert_no_secret, register_secret
 from readers import clean_env
 from servers import (
@@ -56,7 +60,11 @@ PG_PREFIX = 'connection failed: connection to server at "127.0.0.1", port 5432 f
             "tls",
             "host name does not match the certificate",
         ),
-        ('root certificate file "/x.pem" does not exist', "tls", "CA file missing or unreadable"),
+        (
+            'root certificate file "/x.pem" does not exist',
+            "config",
+            "CA file missing or unreadable",
+        ),
         ("server does not support SSL, but SSL was required", "tls", "server does not offer TLS"),
         (
             'FATAL:  no pg_hba.conf entry for host "127.0.0.1", user "u", database "d", '
@@ -100,14 +108,19 @@ PG_PREFIX = 'connection failed: connection to server at "127.0.0.1", port 5432 f
     ],
 )
 def test_libpq_messages_are_classified(message: str, kind: str, reason: str) -> None:
-    failure = classify(psycopg.OperationalError(PG_PREFIX + message))
-    assert (failure.kind, failure.reason) == (kind, reason)
+    failure = POSTGRES.classify(psycopg.OperationalError(PG_PREFIX + message))
+    assert (failure.kind.value, failure.reason.value) == (kind, reason)
+
+
+POSTGRES = engine_for("postgres")
+MYSQL = engine_for("mysql")
 
 
 def test_psycopg_resolution_failure_and_timeout_are_retryable() -> None:
     resolve = psycopg.OperationalError("failed to resolve host 'db.invalid': [Errno -2] ...")
-    assert classify(resolve).kind == "retryable"
-    assert classify(psycopg.errors.ConnectionTimeout("timeout expired")).reason == "timed out"
+    assert POSTGRES.classify(resolve).kind.value == "retryable"
+    timeout = psycopg.errors.ConnectionTimeout("timeout expired")
+    assert POSTGRES.classify(timeout).reason is Reason.TIMED_OUT
 
 
 def _pymysql_2003(cause: BaseException) -> pymysql.err.OperationalError:
@@ -148,17 +161,22 @@ def _cert_error(code: int, message: str) -> ssl.SSLCertVerificationError:
         (pymysql.err.OperationalError(2013, "Lost connection"), "retryable", "connection dropped"),
         (pymysql.err.OperationalError(2026, "SSL is required but the server doesn't support it"),
          "tls", "server does not offer TLS"),
-        (TlsSetupError("CA file /x does not exist"), "tls", "CA file /x does not exist"),
-        (ValueError("a bug"), "fatal", "unexpected ValueError"),
+        (TlsSetupError("CA file /x does not exist"), "config", "CA file missing or unreadable"),
+        (ValueError("a bug"), "fatal", "unexpected error"),
     ],
 )  # fmt: skip
 def test_driver_errors_are_classified(exc: BaseException, kind: str, reason: str) -> None:
-    failure = classify(exc)
-    assert (failure.kind, failure.reason) == (kind, reason)
+    failure = MYSQL.classify(exc)
+    assert (failure.kind.value, failure.reason.value) == (kind, reason)
+
+
+def test_an_unknown_error_is_named_by_its_type() -> None:
+    assert "ValueError" in MYSQL.classify(ValueError("a bug")).detail
+    assert "ValueError" in POSTGRES.classify(ValueError("a bug")).detail
 
 
 def test_mysql_1045_hint_mentions_both_causes() -> None:
-    hint = classify(pymysql.err.OperationalError(1045, "Access denied")).hint
+    hint = MYSQL.classify(pymysql.err.OperationalError(1045, "Access denied")).hint
     assert hint is not None
     assert "password" in hint
     assert "CLOUDBOOT_SSLMODE" in hint
@@ -166,7 +184,9 @@ def test_mysql_1045_hint_mentions_both_causes() -> None:
 
 def test_a_secret_in_a_driver_message_does_not_reach_the_failure(secret_password: str) -> None:
     Secret(secret_password)  # cloudboot has seen it, as it has every password it loads
-    failure = classify(psycopg.OperationalError(f"FATAL: odd server says {secret_password}"))
+    failure = POSTGRES.classify(
+        psycopg.OperationalError(f"FATAL: odd server says {secret_password}")
+    )
     assert_no_secret(repr(failure))
     assert "<SECRET>" in failure.detail
 
@@ -176,7 +196,8 @@ def test_a_secret_in_a_driver_message_does_not_reach_the_failure(secret_password
 
 def test_client_context_per_sslmode(certs: Certificates) -> None:
     def context(sslmode: SslMode) -> ssl.SSLContext | None:
-        return client_context(Settings(sslmode=sslmode, ca_file=str(certs.ca_file)), {})
+        ca = None if sslmode in ("require", "disable") else str(certs.ca_file)
+        return client_context(unit_target(sslmode=sslmode, ca_file=ca))
 
     full, chain, blind = context("verify-full"), context("verify-ca"), context("require")
     assert full is not None
@@ -188,18 +209,22 @@ def test_client_context_per_sslmode(certs: Certificates) -> None:
     assert context("disable") is None
 
 
-def test_client_context_uses_the_system_bundle_by_default(certs: Certificates) -> None:
-    context = client_context(Settings(), {"SSL_CERT_FILE": str(certs.ca_file)})
+def test_the_system_bundle_is_ssl_cert_file_when_set(certs: Certificates) -> None:
+    secret = rds_secret(host="h", password="ca-test-password", engine="mysql")
+    environ = {"DB_SECRET": secret, "SSL_CERT_FILE": str(certs.ca_file)}
+    target = load(environ).target
+    assert target.ca_file == str(certs.ca_file)
+    context = client_context(target)
     assert context is not None
     assert context.cert_store_stats()["x509_ca"] == 1
 
 
 def test_missing_ca_file_is_a_tls_setup_error(tmp_path: Path) -> None:
     with pytest.raises(TlsSetupError, match="does not exist"):
-        client_context(Settings(ca_file=str(tmp_path / "none.pem")), {})
+        client_context(unit_target(ca_file=str(tmp_path / "none.pem")))
     (tmp_path / "junk.pem").write_text("not a certificate\n")
     with pytest.raises(TlsSetupError, match="cannot be loaded"):
-        client_context(Settings(ca_file=str(tmp_path / "junk.pem")), {})
+        client_context(unit_target(ca_file=str(tmp_path / "junk.pem")))
 
 
 # --- backoff rules (no real sleeping) ------------------------------------------------
@@ -233,8 +258,8 @@ def test_backoff_doubles_with_jitter_up_to_the_cap() -> None:
     assert backoff_delay(10_000, low) == pytest.approx(1.0)
 
 
-def _creds(port: int = 9, host: str = HOST) -> DatabaseCredentials:
-    return DatabaseCredentials("mysql", host, port, "app", "u", Secret("unit-test-password"))
+def _target(port: int = 9, **fields: Any) -> bootstrap.Target:
+    return unit_target(host=HOST, port=port, **fields)
 
 
 def _raising(*errors: BaseException, result: str = "ok") -> Callable[[float], str]:
@@ -255,7 +280,7 @@ DENIED = pymysql.err.OperationalError(1045, "Access denied")
 def test_retryable_failures_are_retried_until_success() -> None:
     fake = FakeTime()
     operation = _raising(TOO_MANY, TOO_MANY, TOO_MANY)
-    assert retrying(operation, _creds(), Settings(), stage="wait", policy=fake.policy()) == "ok"
+    assert retrying(operation, _target(), events=events.WAIT, policy=fake.policy()) == "ok"
     assert fake.sleeps == pytest.approx([0.0375, 0.075, 0.15])
 
 
@@ -263,7 +288,7 @@ def test_auth_failures_end_with_77_after_three_tries() -> None:
     fake = FakeTime()
     operation = _raising(DENIED, DENIED, DENIED, DENIED)
     with pytest.raises(RefusedError, match="3 times") as caught:
-        retrying(operation, _creds(), Settings(), stage="wait", policy=fake.policy())
+        retrying(operation, _target(), events=events.WAIT, policy=fake.policy())
     assert caught.value.exit_code == 77
     assert len(fake.sleeps) == 2
 
@@ -272,16 +297,15 @@ def test_tls_failure_ends_with_77_without_a_retry() -> None:
     fake = FakeTime()
     operation = _raising(_pymysql_2003(_cert_error(19, "self-signed certificate")))
     with pytest.raises(RefusedError, match="certificate not trusted"):
-        retrying(operation, _creds(), Settings(), stage="wait", policy=fake.policy())
+        retrying(operation, _target(), events=events.WAIT, policy=fake.policy())
     assert fake.sleeps == []
 
 
 def test_deadline_ends_with_69_at_the_deadline() -> None:
     fake = FakeTime()
     operation = _raising(*[TOO_MANY] * 1000)
-    settings = Settings(wait_timeout=30)
     with pytest.raises(UnavailableError, match="within 30 s") as caught:
-        retrying(operation, _creds(), settings, stage="wait", policy=fake.policy())
+        retrying(operation, _target(wait_timeout=30), events=events.WAIT, policy=fake.policy())
     assert caught.value.exit_code == 69
     assert sum(fake.sleeps) == pytest.approx(30.0)
     assert max(fake.sleeps) <= 1.5 + 1e-9  # the cap (2 s) times the jitter (0.75)
@@ -291,7 +315,7 @@ def test_missing_database_without_create_is_69_at_once() -> None:
     fake = FakeTime()
     operation = _raising(pymysql.err.OperationalError(1049, "Unknown database"))
     with pytest.raises(UnavailableError, match=r"database app does not exist on 127\.0\.0\.1:9"):
-        retrying(operation, _creds(), Settings(), stage="wait", policy=fake.policy())
+        retrying(operation, _target(), events=events.WAIT, policy=fake.policy())
 
 
 def test_a_new_phase_starts_the_backoff_again(unused_port: int) -> None:
@@ -301,16 +325,16 @@ def test_a_new_phase_starts_the_backoff_again(unused_port: int) -> None:
     refused = [_pymysql_2003(ConnectionRefusedError(111, "refused")) for _ in range(8)]
     operation = _raising(*refused, TOO_MANY)
     policy = fake.policy(probe_interval=0.015)
-    retrying(operation, _creds(unused_port), Settings(), stage="wait", policy=policy)
+    retrying(operation, _target(unused_port), events=events.WAIT, policy=policy)
     # The probes slept in 15 ms steps while the port was closed; the last pause is the
     # new phase's first delay.
     assert fake.sleeps[-1] == pytest.approx(0.0375)
 
 
 def test_port_closed_means_before_any_tcp_connection() -> None:
-    assert port_closed(Failure("retryable", "connection refused"))
-    assert not port_closed(Failure("retryable", "database starting up"))
-    assert not port_closed(Failure("auth", "access denied"))
+    assert Failure(Reason.CONNECTION_REFUSED).port_closed
+    assert not Failure(Reason.STARTING_UP).port_closed
+    assert not Failure(Reason.ACCESS_DENIED).port_closed
 
 
 @pytest.fixture

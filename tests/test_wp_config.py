@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from bootstrap import load, plan, render, write
-from bootstrap.render import WP_KEYS, WP_PLACEHOLDER
+from bootstrap import plan, write
+from bootstrap.rendering import WP_KEYS, WP_PLACEHOLDER
+from factories import rendered
 from readers import (
     cloudboot,
     describe,
@@ -72,8 +73,8 @@ def secret_env(
 def render_in_process(environ: dict[str, str], home: Path) -> None:
     """load → render → plan → write through the library, as ``cloudboot render`` does."""
     environ = {**environ, "HOME": str(home)}
-    settings, credentials = load(environ)
-    write(plan(render(credentials, settings, environ).files), settings.owner)
+    config, rendering = rendered(environ)
+    write(plan(rendering.files), config.owner)
 
 
 @pytest.mark.parametrize("index", range(len(NASTY_PASSWORDS)), ids=IDS)

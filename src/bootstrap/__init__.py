@@ -1,35 +1,55 @@
 """cloudboot: turn injected database credentials into what an application reads, prove
 the database is reachable over verified TLS, prepare it, and exec the server.
 
-The library face: load settings and credentials from a mapping, render the artifacts,
-plan and write them, and run the later stages of the boot. The CLI (``cloudboot``) is
-built on exactly these; database drivers load only when a stage needs them.
+The library face: :func:`load` judges the settings and credentials of an environment
+into one :class:`Config`; :func:`render` turns it into the artifacts; the later stages
+(:func:`wait_only`, :func:`migrate`, :func:`boot`) run the boot. The CLI
+(``cloudboot``) is built on exactly these. Names are imported on first use, so
+``import bootstrap`` costs almost nothing and loads no driver.
 """
 
-from .credentials import DatabaseCredentials, Secret
-from .errors import (
-    CloudbootError,
-    ConfigError,
-    HookError,
-    Interrupted,
-    ProgramError,
-    RefusedError,
-    UnavailableError,
-    UsageError,
-    WriteError,
-)
-from .lifecycle import Prepared, boot, migrate, prepare, wait_only, write_artifacts
-from .render import FileArtifact, Rendering, render
-from .settings import Hook, Settings
-from .sources import load
-from .write import Planned, plan, write
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
+_EXPORTS = {
+    "CloudbootError": "errors",
+    "ConfigError": "errors",
+    "HookError": "errors",
+    "Interrupted": "errors",
+    "ProgramError": "errors",
+    "RefusedError": "errors",
+    "UnavailableError": "errors",
+    "UsageError": "errors",
+    "WriteError": "errors",
+    "Secret": "secret",
+    "Source": "target",
+    "Target": "target",
+    "Config": "config",
+    "load": "config",
+    "Hook": "settings",
+    "Settings": "settings",
+    "FileArtifact": "rendering",
+    "Rendering": "rendering",
+    "render": "rendering",
+    "Planned": "writing",
+    "plan": "writing",
+    "write": "writing",
+    "Prepared": "lifecycle",
+    "boot": "lifecycle",
+    "migrate": "lifecycle",
+    "prepare": "lifecycle",
+    "wait_only": "lifecycle",
+    "write_artifacts": "lifecycle",
+}
+
 __all__ = [
     "CloudbootError",
+    "Config",
     "ConfigError",
-    "DatabaseCredentials",
     "FileArtifact",
     "Hook",
     "HookError",
@@ -41,6 +61,8 @@ __all__ = [
     "Rendering",
     "Secret",
     "Settings",
+    "Source",
+    "Target",
     "UnavailableError",
     "UsageError",
     "WriteError",
@@ -55,3 +77,33 @@ __all__ = [
     "write",
     "write_artifacts",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'bootstrap' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+if TYPE_CHECKING:
+    from .config import Config, load
+    from .errors import (
+        CloudbootError,
+        ConfigError,
+        HookError,
+        Interrupted,
+        ProgramError,
+        RefusedError,
+        UnavailableError,
+        UsageError,
+        WriteError,
+    )
+    from .lifecycle import Prepared, boot, migrate, prepare, wait_only, write_artifacts
+    from .rendering import FileArtifact, Rendering, render
+    from .secret import Secret
+    from .settings import Hook, Settings
+    from .target import Source, Target
+    from .writing import Planned, plan, write

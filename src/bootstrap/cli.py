@@ -8,13 +8,14 @@ import gc
 import json
 import os
 import sys
-from collections.abc import Mapping, Sequence
-from typing import Any, NoReturn
+from collections.abc import Mapping, MutableMapping, Sequence
+from dataclasses import dataclass
+from typing import Any, NoReturn, TextIO
 
-from . import __version__
+from . import __version__, events
 from .errors import CloudbootError, ConfigError, UsageError
 from .logs import configure, get_logger
-from .render import quote_component, quote_dotenv, quote_shell
+from .rendering import quote_dotenv, quote_shell, secret_forms
 
 COMMANDS = ("run", "render", "env", "wait", "migrate", "check", "psql", "mysql")
 
@@ -85,13 +86,64 @@ def _environ(base: Mapping[str, str], options: Mapping[str, str]) -> dict[str, s
     return environ
 
 
-def _configure_logging(environ: Mapping[str, str]) -> None:
+@dataclass
+class _Progress:
+    """One updating line on a terminal instead of an event per attempt: a structlog
+    processor that draws the retry events of a waiting stage and erases the line
+    before any other event is printed."""
+
+    stream: TextIO
+    what: str = "the database"
+    shown: bool = False
+
+    _STAGE_EVENTS = frozenset(
+        name for stage in events.STAGES for name in (stage.retry, stage.attempt, stage.port_open)
+    )
+
+    def __call__(
+        self, _logger: Any, _method: str, event: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        import structlog  # noqa: PLC0415 - loaded by logging already
+
+        name = event.get("event")
+        if name == events.WAIT_START:
+            self.what = f"{event.get('host')}:{event.get('port')}"
+        if name in self._STAGE_EVENTS:
+            if "reason" in event:
+                self._draw(event)
+            raise structlog.DropEvent
+        self.clear()
+        return event
+
+    def _draw(self, event: Mapping[str, Any]) -> None:
+        line = (
+            f"waiting for {self.what}: {float(event.get('elapsed_s', 0)):5.1f} s of "
+            f"{float(event.get('timeout_s', 0)):g} s, last: {event.get('error_class')} "
+            f"({event.get('reason')})"
+        )
+        self.stream.write("\r\x1b[K" + line)
+        self.stream.flush()
+        self.shown = True
+
+    def clear(self) -> None:
+        """Erase the line, so the next output starts on a clean line."""
+        if self.shown:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+            self.shown = False
+
+
+def _configure_logging(environ: Mapping[str, str]) -> _Progress | None:
     fmt = environ.get("CLOUDBOOT_LOG_FORMAT")
     level = environ.get("CLOUDBOOT_LOG_LEVEL", "info").lower()
-    configure(
-        fmt if fmt in ("json", "console") else None,
-        level if level in ("debug", "info", "warning", "error") else "info",
-    )
+    fmt = fmt.lower() if fmt and fmt.lower() in ("json", "console") else None
+    level = level if level in ("debug", "info", "warning", "error") else "info"
+    stream = sys.stderr
+    progress = None
+    if stream.isatty() and fmt != "json" and level != "debug":
+        progress = _Progress(stream)
+    configure(fmt, level, stream, before_rendering=[progress] if progress else [])
+    return progress
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
@@ -114,10 +166,12 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         print(USAGE, end="")
         return 0
     env = _environ(os.environ if environ is None else environ, options)
-    _configure_logging(env)
+    progress = _configure_logging(env)
     try:
         return _dispatch(command, rest, env)
     except UsageError as exc:
+        if progress:
+            progress.clear()
         print(f"cloudboot: {exc}\n\n{USAGE}", file=sys.stderr, end="")
         return exc.exit_code
     except CloudbootError as exc:
@@ -125,6 +179,9 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    finally:
+        if progress:
+            progress.clear()
 
 
 def _report(command: str, exc: CloudbootError) -> None:
@@ -133,7 +190,7 @@ def _report(command: str, exc: CloudbootError) -> None:
         fields["problems"] = list(exc.problems)
     if exc.hint:
         fields["hint"] = exc.hint
-    get_logger().error("cloudboot.failed", error=str(exc), **fields)
+    get_logger().error(events.FAILED, error=str(exc), **fields)
 
 
 def _dispatch(command: str, rest: list[str], environ: dict[str, str]) -> int:
@@ -212,8 +269,7 @@ def _render(environ: Mapping[str, str], *, dry_run: bool, as_json: bool) -> int:
     from .lifecycle import prepare, write_artifacts  # noqa: PLC0415
 
     prepared = prepare(environ)
-    password = prepared.credentials.password.reveal()
-    secrets = sorted({password, quote_component(password)}, key=len, reverse=True)
+    secrets = sorted(secret_forms(prepared.config), key=len, reverse=True)
     rows: list[dict[str, Any]] = []
     for name, value in prepared.rendering.environment.items():
         current = environ.get(name)

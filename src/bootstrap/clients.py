@@ -20,119 +20,87 @@ client's environment: the variables the credentials came from are removed from i
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from .credentials import DatabaseCredentials
-from .errors import ConfigError, ProgramError, UsageError
+from . import events
+from .config import load
+from .engines import ClientSpec, placeholder
+from .errors import ProgramError, UsageError
 from .execute import EXIT_NOT_FOUND, exec_program
 from .logs import get_logger
-from .render import render_my_cnf, render_pg_service, render_pgpass
-from .settings import Settings
-from .sources import load
-from .tls import ca_file
+from .sources import credential_variables
 
 # What `env`, `timeout` and the shell answer when a command cannot be found or run: a
 # script can tell a missing client from cloudboot's own sysexits codes.
 EX_OSERR = 71
 
-CLIENTS: dict[str, tuple[tuple[str, ...], str, str]] = {
-    # command: (binaries in order of preference, engine, Debian package)
-    "psql": (("psql",), "postgres", "postgresql-client"),
-    "mysql": (("mariadb", "mysql"), "mysql", "mariadb-client"),
-}
+CLIENT_PASSWORD_VARIABLES = frozenset({"PGPASSWORD", "MYSQL_PWD"})
 
 
 def exec_client(command: str, args: Sequence[str], environ: Mapping[str, str]) -> NoReturn:
-    """Replace this process with ``command``'s client, connected; never returns.
+    """Replace this process with ``command``'s client (``psql`` or ``mysql``),
+    connected; never returns.
 
-    Raises :class:`ConfigError` (78), :class:`UsageError` (64) for a client of the
-    other engine, or :class:`ProgramError` (127 not installed, 126 cannot run, 71 no
-    anonymous files on this system).
+    Raises :class:`~bootstrap.errors.ConfigError` (78), :class:`UsageError` (64) for a
+    client of the other engine, or :class:`ProgramError` (127 not installed, 126 cannot
+    run, 71 no anonymous files on this system).
     """
-    names, engine, package = CLIENTS[command]
-    settings, credentials = load(environ)
-    if credentials.engine != engine:
-        other = "psql" if credentials.engine == "postgres" else "mysql"
+    config = load(environ)
+    engine = config.engine
+    if engine.client.command != command:
         raise UsageError(
-            f"the database in {credentials.source} is {credentials.engine}: use 'cloudboot {other}'"
+            f"the database in {config.source.label} is {engine.title}: "
+            f"use 'cloudboot {engine.client.command}'"
         )
-    path = find_client(names, environ, package)
-    if engine == "postgres":
-        argv, env, fds = _psql(credentials, settings, environ)
-    else:
-        argv, env, fds = _mysql(credentials, settings, environ)
-    argv[0] = Path(path).name
+    path = find_client(engine.client, environ)
+    launch = engine.client_launch(config.target, service_name=config.settings.pg_service_name)
+    fds: list[int] = []
+    paths: dict[str, str] = {}
+    for name, text in launch.files.items():
+        fd = anonymous_file(f"cloudboot-{name}", _fill(text, paths))
+        fds.append(fd)
+        paths[name] = fd_path(fd)
+    env = client_environment(environ)
+    env.update({key: _fill(value, paths) for key, value in launch.environment.items()})
+    argv = [Path(path).name, *(_fill(word, paths) for word in launch.argv[1:]), *args]
     get_logger().debug(
-        "cloudboot.client.exec", client=path, host=credentials.host, port=credentials.port
+        events.CLIENT_EXEC, client=path, host=config.target.host, port=config.target.port
     )
-    _exec(path, [*argv, *args], env, fds)
+    for fd in fds:
+        os.set_inheritable(fd, True)
+    exec_program(argv, env, what="SQL client", path=path)
 
 
-def find_client(names: Sequence[str], environ: Mapping[str, str], package: str) -> str:
-    """The first of ``names`` on the ``PATH`` of ``environ``."""
+def _fill(text: str, paths: Mapping[str, str]) -> str:
+    for name, path in paths.items():
+        text = text.replace(placeholder(name), path)
+    return text
+
+
+def find_client(client: ClientSpec, environ: Mapping[str, str]) -> str:
+    """The first of the client's binaries on the ``PATH`` of ``environ``."""
     search = environ.get("PATH", os.defpath)
-    for name in names:
+    for name in client.binaries:
         found = shutil.which(name, path=search)
         if found:
             return found
     raise ProgramError(
-        f"{' or '.join(names)} is not installed (not found on PATH)",
-        hint=f"install the Debian package {package} in the image "
-        f"(apt-get install --no-install-recommends {package})",
+        f"{' or '.join(client.binaries)} is not installed (not found on PATH)",
+        hint=f"install the Debian package {client.package} in the image "
+        f"(apt-get install --no-install-recommends {client.package})",
         exit_code=EXIT_NOT_FOUND,
     )
 
 
-def _psql(
-    credentials: DatabaseCredentials, settings: Settings, environ: Mapping[str, str]
-) -> tuple[list[str], dict[str, str], list[int]]:
-    # Any database on that server, so that `cloudboot psql postgres` logs in too; the
-    # host, port and user stay exact, so the password goes nowhere else.
-    any_database = dataclasses.replace(credentials, dbname="*")
-    passfile = anonymous_file("cloudboot-pgpass", render_pgpass(any_database))
-    service, problems = render_pg_service(
-        credentials,
-        name=settings.pg_service_name,
-        sslmode=settings.sslmode,
-        ca=ca_file(settings, environ),
-        passfile=Path(fd_path(passfile)),
-    )
-    if problems:
-        raise ConfigError(problems)
-    service_file = anonymous_file("cloudboot-pg_service.conf", service)
-    env = client_environment(environ, credentials)
-    env.update(
-        PGSERVICEFILE=fd_path(service_file),
-        PGSERVICE=settings.pg_service_name,
-        PGPASSFILE=fd_path(passfile),
-    )
-    # -w: never prompt, even when the password file does not match (another -d or -h
-    # given by the operator): fail instead of hanging on a closed stdin.
-    return ["psql", "-w"], env, [passfile, service_file]
-
-
-def _mysql(
-    credentials: DatabaseCredentials, settings: Settings, environ: Mapping[str, str]
-) -> tuple[list[str], dict[str, str], list[int]]:
-    text = render_my_cnf(credentials, settings.sslmode, ca_file(settings, environ))
-    defaults = anonymous_file("cloudboot-my.cnf", text)
-    # --defaults-file (must come first): only this file, so neither /etc/mysql nor a
-    # stale ~/.my.cnf can point the session elsewhere.
-    argv = ["mariadb", f"--defaults-file={fd_path(defaults)}"]
-    return argv, client_environment(environ, credentials), [defaults]
-
-
-def client_environment(
-    environ: Mapping[str, str], credentials: DatabaseCredentials
-) -> dict[str, str]:
-    """``environ`` without the variables that hold the password, and without the
-    clients' own password variables, so that the in-memory files are what is used."""
-    drop = {*credentials.variables, "PGPASSWORD", "MYSQL_PWD"}
+def client_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """``environ`` without any variable that may hold a database credential cloudboot
+    reads, and without the clients' own password variables, so that the in-memory
+    files are what is used."""
+    drop = credential_variables(environ) | CLIENT_PASSWORD_VARIABLES
     return {name: value for name, value in environ.items() if name not in drop}
 
 
@@ -161,9 +129,3 @@ def anonymous_file(name: str, text: str) -> int:
 def fd_path(fd: int) -> str:
     """The path under which the process that inherits ``fd`` opens it afresh."""
     return f"/proc/self/fd/{fd}"
-
-
-def _exec(path: str, argv: Sequence[str], env: Mapping[str, str], fds: Sequence[int]) -> NoReturn:
-    for fd in fds:
-        os.set_inheritable(fd, True)
-    exec_program(argv, env, what="SQL client", path=path)

@@ -6,19 +6,31 @@ secret value: messages name the variable and the field instead.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 
 class CloudbootError(Exception):
-    """Root of every error cloudboot raises on purpose."""
+    """Root of every error cloudboot raises on purpose.
+
+    ``hint`` says what to do; ``detail`` holds facts for a diagnosis (``cloudboot
+    check`` shows them), never a secret.
+    """
 
     exit_code = 1
     hint: str | None = None
 
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        hint: str | None = None,
+        detail: Mapping[str, Any] | None = None,
+    ) -> None:
         super().__init__(message)
         if hint is not None:
             self.hint = hint
+        self.detail: dict[str, Any] = dict(detail or {})
 
 
 class UsageError(CloudbootError):
@@ -36,7 +48,13 @@ class ConfigError(CloudbootError):
 
     exit_code = 78
 
-    def __init__(self, problems: Iterable[str]) -> None:
+    def __init__(
+        self,
+        problems: Iterable[str],
+        *,
+        hint: str | None = None,
+        detail: Mapping[str, Any] | None = None,
+    ) -> None:
         self.problems = tuple(problems)
         if len(self.problems) == 1:
             text = self.problems[0]
@@ -44,7 +62,7 @@ class ConfigError(CloudbootError):
             text = f"{len(self.problems)} problems:\n" + "\n".join(
                 f"  - {p}" for p in self.problems
             )
-        super().__init__(text)
+        super().__init__(text, hint=hint, detail=detail)
 
 
 class UnavailableError(CloudbootError):

@@ -15,8 +15,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from typing import Protocol
+from typing import Any, Protocol
 
+from . import events
 from .errors import HookError, Interrupted
 from .logs import get_logger
 from .settings import Hook
@@ -36,24 +37,34 @@ class Lease(Protocol):
     def record(self) -> None: ...
 
 
-LockFactory = Callable[[Hook], AbstractContextManager[Lease]]
+LockFactory = Callable[[Hook, Any], AbstractContextManager[Lease]]
+"""``lock(hook, adopt)``: the lock for ``hook``; ``adopt`` is an open connection the
+first locked hook may take over (the wait's), else ``None``."""
 
 
-def run_hooks(hooks: Sequence[Hook], environment: Mapping[str, str], lock: LockFactory) -> None:
+def run_hooks(
+    hooks: Sequence[Hook],
+    environment: Mapping[str, str],
+    lock: LockFactory,
+    *,
+    adopt: object = None,
+) -> None:
     """Run ``hooks`` in order with ``environment``; stop at the first failure.
 
-    A hook with ``lock`` runs inside ``lock(hook)``; when the lease says it is done (it
-    completed for this release), it is skipped, and after it succeeds it is recorded.
-    Raises :class:`HookError` (70) or :class:`Interrupted`.
+    A hook with ``lock`` runs inside ``lock(hook, adopt)`` (``adopt`` only for the first
+    of them); when the lease says it is done (it completed for this release), it is
+    skipped, and after it succeeds it is recorded. Raises :class:`HookError` (70) or
+    :class:`Interrupted`.
     """
     log = get_logger()
     for hook in hooks:
         if not hook.lock:
             run_hook(hook, environment)
             continue
-        with lock(hook) as lease:
+        with lock(hook, adopt) as lease:
+            adopt = None
             if lease.done():
-                log.info("cloudboot.hook.skipped", hook=hook.name, why="done for this release")
+                log.info(events.HOOK_SKIPPED, hook=hook.name, why="done for this release")
                 continue
             run_hook(hook, environment)
             lease.record()
@@ -71,7 +82,7 @@ def run_hook(hook: Hook, environment: Mapping[str, str]) -> None:
     """
     log = get_logger()
     program = hook.argv[0]
-    log.info("cloudboot.hook.start", hook=hook.name, program=program, timeout_s=hook.timeout)
+    log.info(events.HOOK_START, hook=hook.name, program=program, timeout_s=hook.timeout)
     started = time.monotonic()
     with _signals_held() as pending:
         try:
@@ -102,7 +113,7 @@ def run_hook(hook: Hook, environment: Mapping[str, str]) -> None:
     if status != 0:
         what = f"was killed by signal {-status}" if status < 0 else f"exited with {status}"
         raise HookError(f"hook {hook.name!r} ({program}) {what} after {elapsed} s")
-    log.info("cloudboot.hook.done", hook=hook.name, program=program, elapsed_s=elapsed)
+    log.info(events.HOOK_DONE, hook=hook.name, program=program, elapsed_s=elapsed)
 
 
 _HELD_SIGNALS = (signal.SIGTERM, signal.SIGINT)

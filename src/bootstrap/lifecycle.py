@@ -10,21 +10,22 @@ its own signals.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from .credentials import DatabaseCredentials, register_secret_form
-from .errors import Interrupted
-from .execute import exec_program
+from . import events
+from .config import Config, load
+from .errors import Interrupted, ProgramError
+from .execute import EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, exec_program
 from .logs import get_logger
-from .render import Rendering, quote_component, render
-from .settings import Hook, Settings
-from .sources import load
-from .write import Planned, plan, write
+from .rendering import Rendering, render
+from .settings import Hook
+from .writing import Planned, plan, write
 
 if TYPE_CHECKING:
     from .hooks import Lease
@@ -33,49 +34,46 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Prepared:
-    """Settings, credentials and the rendering, with the writes already planned."""
+    """The configuration and its rendering, with the writes already planned."""
 
-    settings: Settings
-    credentials: DatabaseCredentials
+    config: Config
     rendering: Rendering
     planned: tuple[Planned, ...]
-    environ: Mapping[str, str]
 
     def server_environment(self) -> dict[str, str]:
         """The environment the server is exec'd with: ours plus the rendered variables."""
-        return {**self.environ, **self.rendering.environment}
+        return {**self.config.environ, **self.rendering.environment}
 
 
 def prepare(environ: Mapping[str, str]) -> Prepared:
     """Load and render everything and plan the writes; writes nothing."""
-    settings, credentials = load(environ)
-    # The password as the URL carries it, so that the log redaction catches it too.
-    register_secret_form(quote_component(credentials.password.reveal()))
-    rendering = render(credentials, settings, environ)
+    config = load(environ)
+    rendering = render(config)
     planned = tuple(plan(rendering.files))
-    _log_sources(credentials)
-    return Prepared(settings, credentials, rendering, planned, environ)
+    _log_sources(config)
+    return Prepared(config, rendering, planned)
 
 
-def _log_sources(credentials: DatabaseCredentials) -> None:
+def _log_sources(config: Config) -> None:
+    target = config.target
     get_logger().info(
-        "cloudboot.sources.found",
-        source=credentials.source,
-        variables=list(credentials.variables),
-        engine=credentials.engine,
-        host=credentials.host,
-        port=credentials.port,
-        dbname=credentials.dbname,
+        events.SOURCES_FOUND,
+        source=config.source.label,
+        variables=list(config.source.variables),
+        engine=target.engine,
+        host=target.host,
+        port=target.port,
+        dbname=target.dbname,
     )
 
 
 def write_artifacts(prepared: Prepared) -> None:
     """Write what :func:`prepare` planned, all or nothing, and log each artifact."""
-    write(prepared.planned, prepared.settings.owner)
+    write(prepared.planned, prepared.config.owner)
     log = get_logger()
     for item in prepared.planned:
         log.info(
-            "cloudboot.render.file",
+            events.RENDER_FILE,
             kind=item.artifact.kind,
             path=str(item.artifact.path),
             mode=f"{item.mode:04o}",
@@ -113,77 +111,121 @@ _ENDING_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def wait_only(environ: Mapping[str, str]) -> Readiness:
-    """``cloudboot wait``: load the credentials, then wait until the database answers.
+    """``cloudboot wait``: load, then wait until the database answers.
 
     Writes nothing and creates nothing. Raises what :func:`bootstrap.wait.wait_ready`
-    raises (69, 77), :class:`ConfigError` (78) or :class:`Interrupted`.
+    raises (69, 77, 78), :class:`~bootstrap.errors.ConfigError` (78) or
+    :class:`Interrupted`.
     """
     from .wait import wait_ready  # noqa: PLC0415 - tenacity and drivers load only here
 
     with signals_end_the_boot():
-        settings, credentials = load(environ)
-        _log_sources(credentials)
-        return wait_ready(credentials, settings, environ)
+        config = load(environ)
+        _log_sources(config)
+        return wait_ready(config.target, create_missing=config.settings.create_database)
 
 
 def migrate(environ: Mapping[str, str]) -> Prepared:
     """``cloudboot migrate`` and the boot up to the exec: prepare, write the artifacts,
     wait, create the database when missing (and allowed), run the hooks.
 
-    Returns what was prepared. Every failure raises a :class:`CloudbootError` with its
-    exit code; nothing after a failed stage runs.
+    Returns what was prepared. Every failure raises a
+    :class:`~bootstrap.errors.CloudbootError` with its exit code; nothing after a
+    failed stage runs.
     """
     with signals_end_the_boot():
-        return _stages(environ)
+        prepared = prepare(environ)
+        _stages(prepared)
+        return prepared
 
 
 def boot(environ: Mapping[str, str], cmd: Sequence[str]) -> NoReturn:
     """The boot: :func:`migrate`'s stages, then replace this process with ``cmd``.
 
     ``cmd`` runs with :meth:`Prepared.server_environment` and cloudboot's PID; its exit
-    code is the container's. Never returns: raises what :func:`migrate` raises, or
-    :class:`ProgramError` (127 not found, 126 not executable).
+    code is the container's. The command is looked up before anything is written or
+    waited for, so a boot that cannot start its server fails first. Never returns:
+    raises what :func:`migrate` raises, or :class:`ProgramError` (127 not found, 126
+    not executable).
     """
     # The exec happens with our handlers still installed: exec resets them to the
     # defaults, and a signal just before it still ends the boot with 128 + n.
     with signals_end_the_boot():
-        prepared = _stages(environ)
-        exec_server(cmd, prepared.server_environment())
+        prepared = prepare(environ)
+        environment = prepared.server_environment()
+        program = find_program(cmd, environment)
+        _stages(prepared)
+        exec_server(cmd, environment, program)
 
 
-def _stages(environ: Mapping[str, str]) -> Prepared:
+def find_program(cmd: Sequence[str], environment: Mapping[str, str]) -> str:
+    """The path ``cmd[0]`` runs as, looked up on the ``PATH`` of ``environment``.
+
+    Raises :class:`ProgramError`: 127 when it is not found, 126 when it is not an
+    executable file (the codes shells use).
+    """
+    hint = "check the image's CMD and PATH"
+    if not cmd or not cmd[0]:
+        raise ProgramError("the server command is empty", exit_code=EXIT_NOT_FOUND, hint=hint)
+    name = cmd[0]
+    if "/" in name:
+        if not os.path.exists(name):
+            raise ProgramError(
+                f"the server command {name!r} was not found", exit_code=EXIT_NOT_FOUND, hint=hint
+            )
+        if os.path.isdir(name) or not os.access(name, os.X_OK):
+            raise ProgramError(
+                f"the server command {name!r} cannot be executed: not an executable file",
+                exit_code=EXIT_NOT_EXECUTABLE,
+                hint="check that it is an executable file",
+            )
+        return name
+    found = shutil.which(name, path=environment.get("PATH", os.defpath))
+    if found is None:
+        raise ProgramError(
+            f"the server command {name!r} was not found", exit_code=EXIT_NOT_FOUND, hint=hint
+        )
+    return found
+
+
+def _stages(prepared: Prepared) -> None:
+    """Write, wait, ensure the database, run the hooks."""
     # Imported here, not at the top: render and env import this module and must not
     # load tenacity or a driver.
-    from .connect import close_quietly  # noqa: PLC0415
     from .database import ensure_database, hook_lock  # noqa: PLC0415
+    from .engines import close_quietly  # noqa: PLC0415
     from .hooks import run_hooks  # noqa: PLC0415
     from .wait import wait_ready  # noqa: PLC0415
 
-    prepared = prepare(environ)
     write_artifacts(prepared)
-    settings, credentials = prepared.settings, prepared.credentials
-    hooks = settings.all_hooks()
+    config = prepared.config
+    target, settings, hooks = config.target, config.settings, config.hooks
     # When the first hook takes the lock, it takes it on the wait's connection: one
     # login fewer per boot (a TLS handshake and a password exchange with the server).
-    readiness = wait_ready(credentials, settings, environ, keep=bool(hooks) and hooks[0].lock)
-    spare = [] if readiness.connection is None else [readiness.connection]
+    readiness = wait_ready(
+        target,
+        create_missing=settings.create_database,
+        keep=bool(hooks) and hooks[0].lock,
+    )
+    kept = readiness.connection
     try:
         if not readiness.database_exists:
-            ensure_database(credentials, settings, environ)
+            ensure_database(target, settings.collation)
 
-        def lock(hook: Hook) -> AbstractContextManager[Lease]:
-            adopt = spare.pop() if spare else None
-            return hook_lock(credentials, settings, environ, hook.name, adopt=adopt)
+        def lock(hook: Hook, adopt: Any) -> AbstractContextManager[Lease]:
+            return hook_lock(target, hook.name, settings.release, adopt=adopt)
 
-        run_hooks(hooks, prepared.server_environment(), lock)
+        run_hooks(hooks, prepared.server_environment(), lock, adopt=kept)
     finally:
-        for connection in spare:
-            close_quietly(connection)
-    return prepared
+        if kept is not None:
+            close_quietly(kept)  # a no-op once the first hook's lock has closed it
 
 
-def exec_server(cmd: Sequence[str], environment: Mapping[str, str]) -> NoReturn:
-    """Replace cloudboot with the server ``cmd`` and ``environment``; logs
-    ``cloudboot.exec`` with the program and the PID (never the arguments)."""
-    get_logger().info("cloudboot.exec", program=cmd[0], pid=os.getpid())
-    exec_program(cmd, environment, what="server command", hint="check the image's CMD and PATH")
+def exec_server(cmd: Sequence[str], environment: Mapping[str, str], program: str) -> NoReturn:
+    """Replace cloudboot with the server ``cmd`` (found at ``program``) and
+    ``environment``; logs ``cloudboot.exec`` with the program and the PID (never the
+    arguments)."""
+    get_logger().info(events.EXEC, program=cmd[0], pid=os.getpid())
+    exec_program(
+        cmd, environment, what="server command", path=program, hint="check the image's CMD and PATH"
+    )

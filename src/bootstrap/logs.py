@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import MutableMapping
+from collections.abc import MutableMapping, Sequence
 from typing import Any, TextIO
 
 import structlog
 
-from .credentials import known_secrets
+from .secret import known_secrets
 
 REDACTED = "<SECRET>"
 
@@ -43,8 +43,19 @@ def _redact_rendered(_logger: Any, _method: str, line: Any) -> Any:
     return redact(line)
 
 
-def configure(fmt: str | None, level: str, stream: TextIO | None = None) -> None:
-    """Configure structlog once, for the CLI. ``fmt`` None picks by terminal."""
+Processor = Any
+
+
+def configure(
+    fmt: str | None,
+    level: str,
+    stream: TextIO | None = None,
+    *,
+    before_rendering: Sequence[Processor] = (),
+) -> None:
+    """Configure structlog. ``fmt`` None picks by terminal: ``console`` on one, else
+    ``json``. ``before_rendering`` processors see each event after redaction (the CLI's
+    terminal progress line is one)."""
     stream = stream or sys.stderr
     if fmt is None:
         fmt = "console" if stream.isatty() else "json"
@@ -63,6 +74,7 @@ def configure(fmt: str | None, level: str, stream: TextIO | None = None) -> None
             # the last pass below would no longer find it.
             structlog.processors.format_exc_info,
             _redact_processor,
+            *before_rendering,
             renderer,
             _redact_rendered,
         ],

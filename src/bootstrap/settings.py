@@ -1,32 +1,80 @@
 """cloudboot's own settings: ``CLOUDBOOT_*`` variables over an optional TOML file.
 
-Every key is the variable's name without ``CLOUDBOOT_``, lower-cased. In the TOML file a
-key may stand at the top level or inside any table (tables only group; their names are
-not part of the key), and hooks are ``[[hooks]]`` tables.
+pydantic-settings does the reading: its environment source (prefix ``CLOUDBOOT_``,
+exact case) over the mapping the caller passes in, and its TOML source over the file.
+cloudboot adds what the contract asks on top (README, "Settings"):
+
+- exactly one spelling of each name: ``CLOUDBOOT_SSLMODE`` in the environment,
+  ``sslmode`` in the file; another case, an unknown name or one key given twice is a
+  problem, so that a typo cannot leave a security setting at its default;
+- tables in the file only group (``[tls] sslmode = ...`` is ``sslmode``);
+- variables override the file; an empty variable means unset, except for the
+  artifact paths, where it means "do not write this one";
+- every problem is collected with the variable or key it came from, never its value.
 """
 
 from __future__ import annotations
 
+import difflib
+import re
 import shlex
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
 )
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings.sources.utils import parse_env_vars
+
+from .readfile import UnreadableFile, read_regular_file
+from .target import EngineName, SslMode
 
 PREFIX = "CLOUDBOOT_"
 DEFAULT_CONFIG = "/etc/cloudboot.toml"
+MAX_CONFIG_BYTES = 1 << 20
 
-SslMode = Literal["verify-full", "verify-ca", "require", "disable"]
 UrlScheme = Literal["postgresql", "postgres", "ecto", "mysql", "mysql+pymysql"]
+
+_VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_COLLATION = re.compile(r"[A-Za-z0-9_]+")
+_SERVICE_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+
+# Settings whose empty value means "do not write this artifact" rather than "unset".
+EMPTY_MEANS_OFF = frozenset({"pgpass", "pg_service_file", "profile", "my_cnf", "wp_config"})
+
+
+def text_problem(value: str) -> str | None:
+    """Why no reader can take ``value``, or ``None``: a CR, LF or NUL, or text that is
+    not valid Unicode (an environment variable's bytes that are not UTF-8 arrive as lone
+    surrogates)."""
+    if any(c in value for c in "\r\n\0"):
+        return "contains a CR, LF or NUL, which no reader accepts"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not valid UTF-8 text"
+    return None
+
+
+def _check_text(value: object) -> object:
+    for text in [value] if isinstance(value, str) else value if isinstance(value, tuple) else []:
+        if isinstance(text, str) and (problem := text_problem(text)):
+            raise ValueError(problem)
+    return value
+
+
+def _check_command(value: object) -> object:
+    """A command may span lines (a shell script) but cannot hold a NUL (argv cannot)."""
+    for text in [value] if isinstance(value, str) else value if isinstance(value, tuple) else []:
+        if isinstance(text, str) and (problem := text_problem(text.replace("\n", " "))):
+            raise ValueError(problem.replace("a CR, LF or NUL", "a CR or NUL"))
+    return value
 
 
 class Hook(BaseModel):
@@ -34,18 +82,21 @@ class Hook(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str
+    name: str = Field(min_length=1)
     run: tuple[str, ...] | None = None
     shell: str | None = None
     lock: bool = True
     timeout: float | None = Field(default=None, gt=0)
 
+    _text = field_validator("name")(_check_text)
+    _command = field_validator("run", "shell")(_check_command)
+
     @model_validator(mode="after")
     def _one_command(self) -> Hook:
         if (self.run is None) == (self.shell is None):
             raise ValueError("give exactly one of 'run' (an argv list) or 'shell'")
-        if self.run is not None and not self.run:
-            raise ValueError("'run' must not be empty")
+        if self.run is not None and (not self.run or not self.run[0]):
+            raise ValueError("'run' must name a program")
         return self
 
     @property
@@ -57,13 +108,23 @@ class Hook(BaseModel):
 
 
 class Settings(BaseSettings):
-    """Validated settings. Build them with :func:`load_settings`, not directly."""
+    """Validated settings, each field the variable's name without ``CLOUDBOOT_``,
+    lower-cased. Build them with :func:`load_settings`."""
 
-    model_config = SettingsConfigDict(extra="forbid", frozen=True)
+    model_config = SettingsConfigDict(
+        extra="forbid",
+        frozen=True,
+        env_prefix=PREFIX,
+        case_sensitive=True,
+        env_prefix_target="all",
+        alias_generator=str.upper,
+        validate_by_alias=True,
+        validate_by_name=True,
+    )
 
     config: str | None = None
     secret_env: str | None = None
-    engine: Literal["postgres", "mysql"] | None = None
+    engine: EngineName | None = None
     sslmode: SslMode = "verify-full"
     ca_file: str = "system"
     wait_timeout: float = Field(default=300.0, gt=0)
@@ -87,11 +148,58 @@ class Settings(BaseSettings):
     log_format: Literal["json", "console"] | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
+    _text = field_validator("*", mode="before")(_check_text)
+
     @field_validator("log_format", "log_level", mode="before")
     @classmethod
     def _lower_case(cls, value: object) -> object:
         # The CLI configures logging from these case-insensitively; agree with it.
         return value.lower() if isinstance(value, str) else value
+
+    @field_validator("secret_env", "url_env")
+    @classmethod
+    def _variable_name(cls, value: str | None) -> str | None:
+        if value is not None and not _VARIABLE_NAME.fullmatch(value):
+            raise ValueError("must be a variable name (letters, digits, _; not a digit first)")
+        return value
+
+    @field_validator("collation", "wp_collate")
+    @classmethod
+    def _collation(cls, value: str | None) -> str | None:
+        if value and not _COLLATION.fullmatch(value):
+            raise ValueError("must be a collation name such as utf8mb4_bin")
+        return value
+
+    @field_validator("pg_service_name")
+    @classmethod
+    def _service_name(cls, value: str) -> str:
+        if not _SERVICE_NAME.fullmatch(value):
+            raise ValueError("must be a service name of letters, digits, '_', '.' and '-'")
+        return value
+
+    @field_validator("migrate_command")
+    @classmethod
+    def _command_line(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                words = shlex.split(value)
+            except ValueError:
+                raise ValueError("cannot be split like a shell line (an unclosed quote?)") from None
+            if not words:
+                raise ValueError("holds no command")
+        return value
+
+    @model_validator(mode="after")
+    def _unique_hook_names(self) -> Settings:
+        names = [hook.name for hook in self.all_hooks()]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            listed = ", ".join(repr(name) for name in twice)
+            raise ValueError(
+                f"hook names must be unique; given more than once: {listed} "
+                "(CLOUDBOOT_MIGRATE_COMMAND is the hook 'migrate')"
+            )
+        return self
 
     @classmethod
     def settings_customise_sources(
@@ -102,97 +210,164 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # The environment is passed in by the caller (tests hand over plain dicts), so
-        # pydantic-settings must not read os.environ behind our back.
+        # load_settings runs the environment and TOML sources itself, over the mapping
+        # and file it is given, so that it can name where each problem came from; the
+        # model must not read os.environ behind its back.
         return (init_settings,)
 
     def all_hooks(self) -> tuple[Hook, ...]:
-        """The TOML hooks in order, then ``migrate_command`` as a locked hook."""
-        hooks = self.hooks
-        if self.migrate_command:
-            argv = tuple(shlex.split(self.migrate_command))
-            hooks = (*hooks, Hook(name="migrate", run=argv, lock=True))
-        return hooks
+        """The TOML hooks in order, then ``migrate_command`` as the locked hook
+        ``migrate``."""
+        if not self.migrate_command:
+            return self.hooks
+        argv = tuple(shlex.split(self.migrate_command))
+        return (*self.hooks, Hook(name="migrate", run=argv, lock=True))
 
 
-def _flatten(table: Mapping[str, Any], origin: str) -> tuple[dict[str, Any], list[str]]:
+FIELDS = frozenset(Settings.model_fields) - {"config"}
+
+
+class _EnvironSource(EnvSettingsSource):
+    """pydantic-settings' environment source over the mapping the caller passes in."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(Settings, case_sensitive=True, env_prefix=PREFIX)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return parse_env_vars(self._environ, case_sensitive=True)
+
+
+class _TomlSource(TomlConfigSettingsSource):
+    """pydantic-settings' TOML source, reading the file with cloudboot's bounds (a
+    regular file of at most 1 MiB) and flattening its tables."""
+
+    def __init__(self, path: str) -> None:
+        self.problems: list[str] = []
+        super().__init__(Settings, toml_file=path)
+
+    def _read_file(self, file_path: Any) -> dict[str, Any]:
+        import tomllib  # noqa: PLC0415 - only when there is a file: a few ms of every start
+
+        path = str(file_path)
+        try:
+            text = read_regular_file(path, limit=MAX_CONFIG_BYTES).decode("utf-8")
+            data = tomllib.loads(text)
+        except UnreadableFile as exc:
+            self.problems.append(f"CLOUDBOOT_CONFIG {path} cannot be read: {exc.reason}")
+            return {}
+        except UnicodeDecodeError:
+            self.problems.append(f"{path} is not UTF-8 text")
+            return {}
+        except tomllib.TOMLDecodeError as exc:
+            self.problems.append(f"{path} is not valid TOML: {exc}")
+            return {}
+        return _flatten(data, path, self.problems)
+
+
+def _flatten(data: Mapping[str, Any], path: str, problems: list[str]) -> dict[str, Any]:
+    """Top-level keys and the keys of top-level tables, as one level; every spelling
+    and repetition problem noted."""
     flat: dict[str, Any] = {}
-    problems: list[str] = []
-    for key, value in table.items():
-        if isinstance(value, dict):
-            for inner, inner_value in value.items():
-                if inner in flat:
-                    problems.append(f"{inner} is set twice in {origin}")
-                flat[inner] = inner_value
-        else:
-            if key in flat:
-                problems.append(f"{key} is set twice in {origin}")
-            flat[key] = value
-    return flat, problems
+    for key, value in data.items():
+        inner = value.items() if isinstance(value, dict) else [(key, value)]
+        for name, item in inner:
+            if isinstance(item, dict):
+                problems.append(f"{name} in {path}: tables only group settings, one level deep")
+                continue
+            problem = _key_problem(name)
+            if problem:
+                problems.append(f"{name} in {path} {problem}")
+            elif name in flat:
+                problems.append(f"{name} is set twice in {path}")
+            else:
+                flat[name] = item
+    return flat
 
 
-def _read_toml(path: str, *, required: bool) -> tuple[dict[str, Any], list[str]]:
-    try:
-        text = Path(path).read_bytes()
-    except FileNotFoundError:
-        if required:
-            return {}, [f"CLOUDBOOT_CONFIG names {path}, which does not exist"]
-        return {}, []
-    except OSError as exc:
-        return {}, [f"CLOUDBOOT_CONFIG {path} cannot be read: {exc.strerror}"]
-    import tomllib  # noqa: PLC0415 - only when there is a file: a few ms of every start
+def _key_problem(key: str) -> str | None:
+    """Why the TOML key ``key`` is not a setting as spelled, or ``None``."""
+    if key in FIELDS:
+        return None
+    if key.lower() in FIELDS:
+        return f"must be spelled in lower case: {key.lower()}"
+    return "is not a cloudboot setting" + _did_you_mean(key.lower(), FIELDS, str)
 
-    try:
-        data = tomllib.loads(text.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        return {}, [f"{path} is not valid TOML: {exc}"]
-    return _flatten(data, path)
+
+def _name_problem(name: str) -> str | None:
+    """Why the environment variable ``name`` (``CLOUDBOOT_`` in any case, then anything)
+    is not a setting as spelled, or ``None``."""
+    key = name[len(PREFIX) :]
+    if key.lower() == "hooks":
+        return "is not supported: define hooks in the TOML file"
+    names = (FIELDS - {"hooks"}) | {"config"}
+    if name.startswith(PREFIX) and key == key.upper() and key.lower() in names:
+        return None
+    if key.lower() in names:
+        return f"must be spelled {PREFIX}{key.upper()}"
+    return "is not a cloudboot setting" + _did_you_mean(
+        key.lower(), names, lambda field: PREFIX + field.upper()
+    )
+
+
+def _did_you_mean(key: str, names: frozenset[str], spell: Callable[[str], str]) -> str:
+    close = difflib.get_close_matches(key, sorted(names), n=1, cutoff=0.75)
+    return f" (did you mean {spell(close[0])}?)" if close else ""
 
 
 def load_settings(environ: Mapping[str, str]) -> tuple[Settings | None, list[str]]:
     """Settings from ``environ`` over the TOML file, and every problem found.
 
     Returns the problems instead of raising so that the caller can report them together
-    with the credential problems in one :class:`ConfigError`.
+    with the credential problems in one :class:`~bootstrap.errors.ConfigError`.
     """
-    config_path = environ.get(PREFIX + "CONFIG")
     problems: list[str] = []
-    values: dict[str, Any] = {}
-    origins: dict[str, str] = {}
+    for name in environ:
+        if name.upper().startswith(PREFIX) and (problem := _name_problem(name)):
+            problems.append(f"{name} {problem}")
+
+    config_path = environ.get(PREFIX + "CONFIG") or None
     path = config_path or DEFAULT_CONFIG
-    file_values, file_problems = _read_toml(path, required=bool(config_path))
-    problems += file_problems
-    for key, value in file_values.items():
-        values[key] = value
-        origins[key] = f"{key} in {path}"
-    for name, value in environ.items():
-        if name.startswith(PREFIX):
-            key = name[len(PREFIX) :].lower()
-            if value == "" and key not in _EMPTY_MEANS_OFF:
-                continue  # empty means unset: the file's value, else the default, stands
-            values[key] = value
-            origins[key] = name
+    file_values: dict[str, Any] = {}
+    if config_path is not None and not Path(path).exists():
+        problems.append(f"CLOUDBOOT_CONFIG names {path}, which does not exist")
+    elif Path(path).exists():
+        if not Path(path).is_file():
+            problems.append(f"CLOUDBOOT_CONFIG {path} is not a regular file")
+        else:
+            toml = _TomlSource(path)
+            file_values = {key.lower(): value for key, value in toml().items()}
+            problems += toml.problems
+
+    given = {
+        name: value
+        for name, value in environ.items()
+        if name.startswith(PREFIX)
+        and _name_problem(name) is None
+        and (value != "" or name[len(PREFIX) :].lower() in EMPTY_MEANS_OFF)
+    }
+    env_values = {key.lower(): value for key, value in _EnvironSource(given)().items()}
+    env_values.pop("config", None)
+
+    origins = {key: f"{key} in {path}" for key in file_values}
+    origins.update({key: PREFIX + key.upper() for key in env_values})
+    values = {**file_values, **env_values}
     values["config"] = config_path or (path if file_values else None)
-    if values.get("hooks") is not None and origins.get("hooks", "").startswith(PREFIX):
-        problems.append("CLOUDBOOT_HOOKS is not supported: define hooks in the TOML file")
-        values.pop("hooks")
-    values = {k: v for k, v in values.items() if v is not None}
     try:
         settings = Settings(**values)
     except ValidationError as exc:
         for error in exc.errors(include_input=False, include_url=False):
-            loc = error["loc"]
-            key = str(loc[0]) if loc else "?"
-            where = origins.get(key, key)
-            if error["type"] == "extra_forbidden":
-                problems.append(f"{where} is not a cloudboot setting")
-            else:
-                detail = ".".join(str(p) for p in loc[1:])
-                field = f" ({detail})" if detail else ""
-                problems.append(f"{where}{field}: {error['msg']}")
+            problems.append(_describe(error, origins))
         return None, problems
     return settings, problems
 
 
-# Settings whose empty value means "do not write this artifact" rather than "unset".
-_EMPTY_MEANS_OFF = frozenset({"pgpass", "pg_service_file", "profile", "my_cnf", "wp_config"})
+def _describe(error: Any, origins: Mapping[str, str]) -> str:
+    loc = [str(part) for part in error["loc"]]
+    key = loc[0].lower() if loc else ""
+    where = origins.get(key) or key or "the hooks"
+    detail = ".".join(loc[1:])
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        return f"{where} is not a cloudboot setting"
+    return f"{where}{f' ({detail})' if detail else ''}: {message}"

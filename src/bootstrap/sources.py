@@ -1,49 +1,34 @@
 """Find the database credentials the platform injected, in the order SPEC gives.
 
-1. ``CLOUDBOOT_SECRET_ENV=NAME``: the JSON object in ``NAME``.
+1. ``CLOUDBOOT_SECRET_ENV=NAME``: the JSON object in ``NAME`` (or the file ``NAME_FILE``).
 2. The one ``*_SECRET`` variable holding a JSON object with a ``host``.
 3. One family of individual variables (Bitnami, official WordPress, ``DB_*``, libpq).
 4. ``DATABASE_URL``.
 
 The first source that yields a host wins, and a field it lacks is never filled from
-another source. Every variable also accepts ``NAME_FILE``. Problems are collected and
-raised together; no message holds a value.
+another source. Every variable also accepts ``NAME_FILE``. Every field is judged here,
+at once: problems are collected, and no message holds a value.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from .credentials import DEFAULT_PORTS, DatabaseCredentials, Engine, Secret
-from .errors import ConfigError
-from .settings import Settings, load_settings
+from .engines import all_engines
+from .readfile import UnreadableFile, read_regular_file
+from .secret import Secret
+from .settings import text_problem
+from .target import EngineName, Source
 
-ENGINES: dict[str, Engine] = {
-    "postgres": "postgres",
-    "postgresql": "postgres",
-    "aurora-postgresql": "postgres",
-    "mysql": "mysql",
-    "aurora-mysql": "mysql",
-    "aurora": "mysql",
-    "mariadb": "mysql",
-    "tidb": "mysql",
-}
-
-URL_ENGINES: dict[str, Engine | None] = {
-    "postgresql": "postgres",
-    "postgres": "postgres",
-    "mysql": "mysql",
-    "mysql+pymysql": "mysql",
-    "mariadb": "mysql",
-    "ecto": None,
-}
-
-PORT_ENGINES: dict[int, Engine] = {5432: "postgres", 3306: "mysql", 4000: "mysql"}
+MAX_SECRET_BYTES = 65536
+"""A secret is small: AWS Secrets Manager holds at most 64 KiB."""
+MAX_JSON_DEPTH = 16
 
 
 @dataclass(frozen=True)
@@ -56,7 +41,7 @@ class Family:
     dbname: str
     user: str
     password: str
-    engine: Engine | None
+    engine: EngineName | None
 
 
 FAMILIES = (
@@ -82,6 +67,36 @@ FAMILIES = (
     Family("PG*", "PGHOST", "PGPORT", "PGDATABASE", "PGUSER", "PGPASSWORD", "postgres"),
 )
 
+URL_VARIABLE = "DATABASE_URL"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What one source yielded, every field judged; ``engine`` and ``port`` are ``None``
+    when the source does not say (:func:`bootstrap.load` settles them)."""
+
+    source: Source
+    host: str
+    port: int | None
+    dbname: str
+    user: str
+    password: Secret
+    engine: EngineName | None
+    query: tuple[tuple[str, str], ...] = field(default=())
+    """An incoming URL's query parameters, in order."""
+
+
+def credential_variables(environ: Mapping[str, str]) -> frozenset[str]:
+    """Every variable in ``environ`` that may hold a database credential cloudboot reads
+    (any source family, ``*_SECRET``, ``DATABASE_URL``, their ``_FILE`` forms)."""
+    names = {URL_VARIABLE}
+    for family in FAMILIES:
+        names |= {family.host, family.dbname, family.user, family.password}
+        names |= {family.port} if family.port else set()
+    found = {n for n in environ if n.removesuffix("_FILE") in names}
+    found |= {n for n in environ if n.endswith(("_SECRET", "_SECRET_FILE"))}
+    return frozenset(found)
+
 
 class _Reader:
     """Reads variables with the ``NAME_FILE`` convention, collecting problems."""
@@ -90,7 +105,7 @@ class _Reader:
         self.environ = environ
         self.problems: list[str] = []
         self.used: list[str] = []
-        self.conflicts: set[str] = set()  # names already reported (both set, unreadable)
+        self.reported: set[str] = set()  # names already reported (both set, unreadable)
 
     def has(self, name: str) -> bool:
         return name in self.environ or f"{name}_FILE" in self.environ
@@ -100,22 +115,30 @@ class _Reader:
         file_name = f"{name}_FILE"
         path = self.environ.get(file_name)
         if direct is not None and path is not None:
-            self.problems.append(f"{name} and {file_name} are both set; set only one")
-            self.conflicts.add(name)
+            self._problem(name, f"{name} and {file_name} are both set; set only one")
             return None
-        if path is not None:
-            self.used.append(file_name)
-            try:
-                value = Path(path).read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                reason = getattr(exc, "strerror", None) or "not UTF-8 text"
-                self.problems.append(f"{file_name}: the file cannot be read ({reason})")
-                self.conflicts.add(name)  # reported; not "missing" as well
-                return None
-            return value.removesuffix("\n")
-        if direct is not None:
-            self.used.append(name)
-        return direct
+        if path is None:
+            if direct is not None:
+                self.used.append(name)
+            return direct
+        self.used.append(file_name)
+        try:
+            data = read_regular_file(path, limit=MAX_SECRET_BYTES)
+            value = data.decode("utf-8")
+        except FileNotFoundError:
+            self._problem(name, f"{file_name}: the file does not exist")
+            return None
+        except UnreadableFile as exc:
+            self._problem(name, f"{file_name}: the file cannot be read ({exc.reason})")
+            return None
+        except UnicodeDecodeError:
+            self._problem(name, f"{file_name}: the file is not UTF-8 text")
+            return None
+        return value.removesuffix("\n")
+
+    def _problem(self, name: str, text: str) -> None:
+        self.problems.append(text)
+        self.reported.add(name)
 
 
 def _port(value: object, where: str, problems: list[str]) -> int | None:
@@ -135,11 +158,42 @@ def _port(value: object, where: str, problems: list[str]) -> int | None:
     return port
 
 
+_LABEL = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)")
+
+
+def host_problem(host: str) -> str | None:
+    """Why ``host`` is not one host name, IPv4 or IPv6 literal, or ``None``."""
+    if not host:
+        return "is empty"
+    if any(c.isspace() or not c.isprintable() for c in host):
+        return "contains white space or a control character"
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        return None
+    if "," in host:
+        return "is a list of hosts; cloudboot connects to one"
+    if "/" in host:
+        return "is a path (a Unix socket folder?); cloudboot connects over TCP to a host"
+    if host.startswith("["):
+        return "is an IPv6 address in brackets; give it without them"
+    if ":" in host:
+        return "looks like host:port; give the port in its own field"
+    if not host.isascii():
+        return "is not an ASCII host name (write an internationalized name in its xn-- form)"
+    labels = host.removesuffix(".").split(".")
+    if len(host) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
+        return "is not a valid host name"
+    return None
+
+
 def _split_host_port(value: str) -> tuple[str, str | None]:
     """``host``, ``host:port``, ``[v6]``, ``[v6]:port`` or a bare IPv6 address."""
-    if value.startswith("["):
+    if value.startswith("[") and "]" in value:
         host, _, rest = value[1:].partition("]")
-        return host, rest[1:] if rest.startswith(":") else None
+        return host, rest[1:] if rest.startswith(":") else (rest or None)
     if value.count(":") == 1:
         host, port = value.split(":")
         return host, port
@@ -148,7 +202,7 @@ def _split_host_port(value: str) -> tuple[str, str | None]:
 
 @dataclass
 class _Found:
-    """Raw fields from one source, before the engine and port are settled."""
+    """Raw fields from one source, before they are judged."""
 
     source: str
     host: str | None
@@ -156,12 +210,43 @@ class _Found:
     dbname: str | None
     username: str | None
     password: str | None
-    engine: Engine | None
+    engine: EngineName | None
     variables: tuple[str, ...]
-    field_names: dict[str, str]  # field -> how to name it in a message
+    names: dict[str, str]  # field -> how to name it in a message
+    query: tuple[tuple[str, str], ...] = ()
+
+
+def _engine_names() -> dict[str, EngineName]:
+    return {alias: engine.name for engine in all_engines() for alias in engine.secret_names}
+
+
+def _json_depth_problem(text: str) -> bool:
+    """Whether ``text`` nests arrays or objects deeper than :data:`MAX_JSON_DEPTH`
+    (outside strings): a parser would recurse once per level."""
+    depth = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            escaped = not escaped and char == "\\"
+            in_string = escaped or char != '"'
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                return True
+        elif char in "]}":
+            depth -= 1
+    return False
 
 
 def _from_json(name: str, text: str, problems: list[str]) -> _Found | None:
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_SECRET_BYTES:
+        problems.append(f"{name} is larger than {MAX_SECRET_BYTES} bytes: not a database secret")
+        return None
+    if _json_depth_problem(text):
+        problems.append(f"{name} nests JSON deeper than {MAX_JSON_DEPTH} levels")
+        return None
     try:
         data: Any = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -173,10 +258,8 @@ def _from_json(name: str, text: str, problems: list[str]) -> _Found | None:
         )
         problems.append(f"{name} must hold a JSON object, not a JSON {kind}")
         return None
-    names = {
-        f: f"{name} field '{f}'"
-        for f in ("host", "port", "dbname", "username", "password", "engine")
-    }
+    names = {f: f"{name} field '{f}'" for f in ("host", "port", "dbname", "username", "password")}
+    names["engine"] = f"{name} field 'engine'"
     fields: dict[str, str | None] = {}
     for key in ("host", "dbname", "username", "password"):
         value = data.get(key)
@@ -185,14 +268,15 @@ def _from_json(name: str, text: str, problems: list[str]) -> _Found | None:
             value = None
         fields[key] = value
     port = _port(data["port"], names["port"], problems) if data.get("port") is not None else None
-    engine: Engine | None = None
+    engine: EngineName | None = None
     raw_engine = data.get("engine")
     if raw_engine is not None:
-        engine = ENGINES.get(str(raw_engine).lower())
+        known = _engine_names()
+        engine = known.get(str(raw_engine).lower()) if isinstance(raw_engine, str) else None
         if engine is None:
             problems.append(
                 f"{names['engine']} names an engine cloudboot does not know "
-                f"(known: {', '.join(sorted(ENGINES))})"
+                f"(known: {', '.join(sorted(known))})"
             )
     for key in ("username", "password"):
         if not fields[key]:
@@ -206,11 +290,11 @@ def _from_json(name: str, text: str, problems: list[str]) -> _Found | None:
         password=fields["password"],
         engine=engine,
         variables=(name,),
-        field_names=names,
+        names=names,
     )
 
 
-def _looks_like_candidate(text: str) -> bool:
+def _is_candidate(text: str) -> bool:
     """A ``*_SECRET`` value that is meant as a database secret: a JSON object with a host.
 
     A value that starts like a JSON object but does not parse counts too, so that a
@@ -219,6 +303,8 @@ def _looks_like_candidate(text: str) -> bool:
     stripped = text.lstrip()
     if not stripped.startswith("{"):
         return False
+    if len(stripped) > MAX_SECRET_BYTES or _json_depth_problem(stripped):
+        return True  # reported as such, not skipped
     try:
         data = json.loads(stripped)
     except json.JSONDecodeError:
@@ -226,36 +312,30 @@ def _looks_like_candidate(text: str) -> bool:
     return isinstance(data, dict) and "host" in data
 
 
-def _from_secret(reader: _Reader, settings: Settings) -> _Found | None:
-    if settings.secret_env:
-        name = settings.secret_env
-        if not reader.has(name):
-            reader.problems.append(f"CLOUDBOOT_SECRET_ENV names {name}, which is not set")
+def _from_secret(reader: _Reader, secret_env: str | None) -> _Found | None:
+    if secret_env:
+        if not reader.has(secret_env):
+            reader.problems.append(f"CLOUDBOOT_SECRET_ENV names {secret_env}, which is not set")
             return None
-        text = reader.get(name)
-        return None if text is None else _from_json(name, text, reader.problems)
-    candidates: list[tuple[str, str]] = []
-    names = sorted(
-        {n.removesuffix("_FILE") for n in reader.environ if n.endswith(("_SECRET", "_SECRET_FILE"))}
+        text = reader.get(secret_env)
+        return None if text is None else _from_json(secret_env, text, reader.problems)
+    # Only values in the environment are looked at: a *_SECRET_FILE is opened only when
+    # CLOUDBOOT_SECRET_ENV names it, never just to see what it holds.
+    candidates = sorted(
+        name
+        for name, value in reader.environ.items()
+        if name.endswith("_SECRET") and _is_candidate(value)
     )
-    for name in names:
-        probe = _Reader(reader.environ)
-        text = probe.get(name)
-        if text is not None and _looks_like_candidate(text):
-            candidates.append((name, text))
-        elif probe.problems and f"{name}_FILE" in reader.environ:
-            reader.problems += probe.problems
     if len(candidates) > 1:
-        listed = " and ".join(n for n, _ in candidates)
+        listed = " and ".join(candidates)
         reader.problems.append(
             f"{listed} both hold a database secret; set CLOUDBOOT_SECRET_ENV to the one to use"
         )
         return None
     if not candidates:
         return None
-    name, text = candidates[0]
-    reader.get(name)  # record it as used
-    return _from_json(name, text, reader.problems)
+    text = reader.get(candidates[0])
+    return None if text is None else _from_json(candidates[0], text, reader.problems)
 
 
 def _from_family(reader: _Reader, family: Family) -> _Found | None:
@@ -285,12 +365,27 @@ def _from_family(reader: _Reader, family: Family) -> _Found | None:
         password=reader.get(family.password),
         engine=family.engine,
         variables=tuple(dict.fromkeys(v for v in names.values() if reader.has(v))),
-        field_names=names,
+        names=names,
     )
     for key in ("username", "password"):
-        if not getattr(found, key) and names[key] not in reader.conflicts:
+        if not getattr(found, key) and names[key] not in reader.reported:
             reader.problems.append(f"{names[key]} is missing ({family.host} is set)")
     return found
+
+
+def _decoded(text: str, where: str, problems: list[str]) -> str | None:
+    try:
+        return unquote(text, errors="strict")
+    except UnicodeDecodeError:
+        problems.append(f"{where} holds a percent-escape that is not UTF-8")
+        return None
+
+
+def _url_engines() -> dict[str, EngineName | None]:
+    schemes: dict[str, EngineName | None] = {"ecto": None}  # Ecto's, for any engine
+    for engine in all_engines():
+        schemes.update(dict.fromkeys(engine.url_schemes, engine.name))
+    return schemes
 
 
 def _from_url(reader: _Reader, name: str) -> _Found | None:
@@ -306,102 +401,103 @@ def _from_url(reader: _Reader, name: str) -> _Found | None:
         reader.problems.append(f"{name} is not a valid URL (bad host or port)")
         return None
     scheme = parts.scheme.lower()
-    if scheme not in URL_ENGINES:
+    schemes = _url_engines()
+    if scheme not in schemes:
         reader.problems.append(
-            f"{name} has a URL scheme cloudboot does not know (known: {', '.join(URL_ENGINES)})"
+            f"{name} has a URL scheme cloudboot does not know (known: {', '.join(schemes)})"
         )
         return None
     names = {f: f"{name} ({f})" for f in ("host", "port", "dbname", "username", "password")}
+    problems = reader.problems
+    query: list[tuple[str, str]] = []
+    for pair in filter(None, parts.query.split("&")):
+        key, _, value = pair.partition("=")
+        decoded_key = _decoded(key, f"{name} (query)", problems)
+        decoded_value = _decoded(value, f"{name} (query)", problems)
+        if decoded_key is not None and decoded_value is not None:
+            query.append((decoded_key, decoded_value))
     found = _Found(
         source=name,
-        host=parts.hostname and unquote(parts.hostname),
+        host=parts.hostname and _decoded(parts.hostname, names["host"], problems),
         port=port,
-        dbname=unquote(parts.path.lstrip("/")) or None,
-        username=unquote(parts.username) if parts.username else None,
-        password=unquote(parts.password) if parts.password is not None else None,
-        engine=URL_ENGINES[scheme],
+        dbname=_decoded(parts.path.removeprefix("/"), names["dbname"], problems) or None,
+        username=_decoded(parts.username, names["username"], problems) if parts.username else None,
+        password=_decoded(parts.password, names["password"], problems)
+        if parts.password is not None
+        else None,
+        engine=schemes[scheme],
         variables=(name,),
-        field_names=names,
+        names=names,
+        query=tuple(query),
     )
     for key in ("username", "password"):
-        if not getattr(found, key):
-            reader.problems.append(f"{names[key]} is missing")
+        if not getattr(found, key) and not any(names[key] in p for p in problems):
+            problems.append(f"{names[key]} is missing")
     return found
 
 
-def _settle(found: _Found, settings: Settings, problems: list[str]) -> DatabaseCredentials | None:
-    names = found.field_names
-    if not found.host:
+def _judge(found: _Found, problems: list[str]) -> Credentials | None:
+    names = found.names
+    if found.host is None or found.host == "":
         problems.append(f"{names['host']} is empty")
+    elif (problem := host_problem(found.host)) and text_problem(found.host) is None:
+        problems.append(f"{names['host']} {problem}")
     if not found.dbname:
         problems.append(f"{names['dbname']} is missing: cloudboot needs the database name")
     for key in ("host", "dbname", "username", "password"):
         value = getattr(found, key)
-        if value and any(c in value for c in "\r\n\0"):
-            problems.append(f"{names[key]} contains a CR, LF or NUL, which no reader accepts")
-    engine = settings.engine or found.engine
-    if engine is None and found.port is not None:
-        engine = PORT_ENGINES.get(found.port)
-    if engine is None:
-        problems.append(
-            f"cannot tell the engine of {found.source}: set CLOUDBOOT_ENGINE to postgres or mysql"
-        )
-    if problems or engine is None:
+        if value and (problem := text_problem(value)):
+            problems.append(f"{names[key]} {problem}")
+    if problems:
         return None
     assert found.host  # noqa: S101 - checked above
     assert found.dbname  # noqa: S101
     assert found.username  # noqa: S101
     assert found.password is not None  # noqa: S101
-    return DatabaseCredentials(
-        engine=engine,
+    return Credentials(
+        source=Source(found.source, found.variables),
         host=found.host,
-        port=found.port or DEFAULT_PORTS[engine],
+        port=found.port,
         dbname=found.dbname,
-        username=found.username,
+        user=found.username,
         password=Secret(found.password),
-        source=found.source,
-        variables=found.variables,
+        engine=found.engine,
+        query=found.query,
     )
 
 
 def find_credentials(
-    environ: Mapping[str, str], settings: Settings
-) -> tuple[DatabaseCredentials | None, list[str]]:
-    """The credentials from the first source that yields a host, and every problem."""
+    environ: Mapping[str, str], secret_env: str | None
+) -> tuple[Credentials | None, list[str], dict[str, str]]:
+    """The credentials from the first source that yields a host, every problem, and
+    how to name each field in a message (field → variable)."""
     reader = _Reader(environ)
-    found = _from_secret(reader, settings)
-    if found is None and not reader.problems and not settings.secret_env:
+    found = _from_secret(reader, secret_env)
+    if found is None and not reader.problems and not secret_env:
         for family in FAMILIES:
             found = _from_family(reader, family)
             if found is not None:
                 break
-    if found is None and not reader.problems and not settings.secret_env:
-        found = _from_url(reader, "DATABASE_URL")
+    if found is None and not reader.problems and not secret_env:
+        found = _from_url(reader, URL_VARIABLE)
     if found is None:
         if not reader.problems:
-            reader.problems.append(
-                "no database credentials found: set a *_SECRET JSON variable (as Copilot "
-                "injects), CLOUDBOOT_SECRET_ENV, one family of DB_*/PG*/WORDPRESS_* "
-                "variables, or DATABASE_URL"
-            )
-        return None, reader.problems
-    credentials = _settle(found, settings, reader.problems)
-    return credentials, reader.problems
+            reader.problems.append(_nothing_found(environ))
+        return None, reader.problems, {}
+    credentials = _judge(found, reader.problems)
+    return credentials, reader.problems, found.names
 
 
-def load(environ: Mapping[str, str]) -> tuple[Settings, DatabaseCredentials]:
-    """Settings and credentials from ``environ``, or one :class:`ConfigError` with every
-    problem in both."""
-    settings, problems = load_settings(environ)
-    # Credentials are looked for even when the settings are bad, so that one run
-    # reports everything; the two settings they depend on are taken when valid.
-    engine = environ.get("CLOUDBOOT_ENGINE")
-    lookup = settings or Settings.model_construct(
-        secret_env=environ.get("CLOUDBOOT_SECRET_ENV") or None,
-        engine=engine if engine in ("postgres", "mysql") else None,
+def _nothing_found(environ: Mapping[str, str]) -> str:
+    text = (
+        "no database credentials found: set a *_SECRET JSON variable (as Copilot "
+        "injects), CLOUDBOOT_SECRET_ENV, one family of DB_*/PG*/WORDPRESS_* "
+        "variables, or DATABASE_URL"
     )
-    credentials, found_problems = find_credentials(environ, lookup)
-    problems += found_problems
-    if problems or settings is None or credentials is None:
-        raise ConfigError(problems)
-    return settings, credentials
+    files = sorted(n.removesuffix("_FILE") for n in environ if n.endswith("_SECRET_FILE"))
+    if files:
+        text += (
+            f"; a secret in a file is read when CLOUDBOOT_SECRET_ENV names it "
+            f"(CLOUDBOOT_SECRET_ENV={files[0]} to use {files[0]}_FILE)"
+        )
+    return text

@@ -1,11 +1,12 @@
-"""Which CA bundle verifies the database, as a real path every reader can open."""
+"""Which CA bundle verifies the database, as a real path every reader can open, and the
+TLS context cloudboot's own connections use."""
 
 from __future__ import annotations
 
 import ssl
 from collections.abc import Mapping
 
-from .settings import Settings
+from .target import SslMode, Target
 
 DEBIAN_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
@@ -19,50 +20,47 @@ def system_ca_file(environ: Mapping[str, str]) -> str:
     return paths.cafile or paths.openssl_cafile or DEBIAN_BUNDLE
 
 
-def ca_file(settings: Settings, environ: Mapping[str, str]) -> str | None:
-    """The CA file in use, or ``None`` when TLS is off or its certificate not checked.
+def resolve_ca_file(sslmode: SslMode, setting: str, environ: Mapping[str, str]) -> str | None:
+    """The CA file in use, or ``None`` when TLS is off or the certificate not checked.
 
     libpq 15 does not understand ``sslrootcert=system``, so ``system`` is resolved to
-    the bundle's real path here, once, for every artifact.
+    the bundle's real path here, once, for every artifact and connection.
     """
-    if settings.sslmode in ("disable", "require"):
+    if sslmode in ("disable", "require"):
         return None
-    if settings.ca_file == "system":
-        return system_ca_file(environ)
-    return settings.ca_file
+    return system_ca_file(environ) if setting == "system" else setting
 
 
 class TlsSetupError(Exception):
     """The CA file cannot be loaded into a TLS context (missing, unreadable, not PEM).
 
-    Raised before any connection is tried; :func:`bootstrap.connect.classify` files it
-    under ``tls``, like libpq's "root certificate file ... does not exist".
+    Raised before any connection is tried; the engines classify it as
+    :attr:`bootstrap.failures.Reason.CA_FILE_UNUSABLE`.
     """
 
 
-def client_context(settings: Settings, environ: Mapping[str, str]) -> ssl.SSLContext | None:
+def client_context(target: Target) -> ssl.SSLContext | None:
     """An ``SSLContext`` for a client such as PyMySQL, or ``None`` under ``disable``.
 
     ``verify-full``: chain and host name checked; ``verify-ca``: chain only;
     ``require``: encrypted, nothing checked (what libpq's ``require`` does without a
-    root certificate). The CA file is :func:`ca_file`'s. Raises :class:`TlsSetupError`.
+    root certificate). Raises :class:`TlsSetupError`.
     """
-    if settings.sslmode == "disable":
+    if target.sslmode == "disable":
         return None
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    if settings.sslmode == "require":
+    if target.ca_file is None:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
         return context
-    cafile = ca_file(settings, environ)
     try:
-        context.load_verify_locations(cafile=cafile)
+        context.load_verify_locations(cafile=target.ca_file)
     except FileNotFoundError:
-        raise TlsSetupError(f"CA file {cafile} does not exist") from None
+        raise TlsSetupError(f"CA file {target.ca_file} does not exist") from None
     except (OSError, ssl.SSLError) as exc:
         reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or "not PEM"
-        raise TlsSetupError(f"CA file {cafile} cannot be loaded: {reason}") from None
+        raise TlsSetupError(f"CA file {target.ca_file} cannot be loaded: {reason}") from None
     context.verify_mode = ssl.CERT_REQUIRED
-    context.check_hostname = settings.sslmode == "verify-full"
+    context.check_hostname = target.sslmode == "verify-full"
     return context

@@ -8,16 +8,14 @@ leaves no artifact half-written and, short of a failing rename, none written at 
 from __future__ import annotations
 
 import contextlib
-import grp
 import os
-import pwd
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from .errors import ConfigError, WriteError
-from .render import FileArtifact
+from .errors import WriteError
+from .rendering import FileArtifact
 
 Action = Literal["create", "update", "unchanged"]
 
@@ -47,22 +45,6 @@ def plan(files: Iterable[FileArtifact]) -> list[Planned]:
         same = current == artifact.content and stat.st_mode & 0o7777 == mode
         planned.append(Planned(artifact, "unchanged" if same else "update", mode))
     return planned
-
-
-def parse_owner(owner: str | None) -> tuple[int, int] | None:
-    """``user[:group]`` (names or numbers) as ``(uid, gid)``; ``None`` keeps ours."""
-    if not owner:
-        return None
-    user, _, group = owner.partition(":")
-    try:
-        uid = int(user) if user.isdigit() else pwd.getpwnam(user).pw_uid
-        if group:
-            gid = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
-        else:
-            gid = pwd.getpwuid(uid).pw_gid if not user.isdigit() else os.getgid()
-    except KeyError:
-        raise ConfigError(["CLOUDBOOT_OWNER names a user or group that does not exist"]) from None
-    return uid, gid
 
 
 def _target(path: Path) -> Path:
@@ -95,9 +77,10 @@ def _stage(item: Planned, owner: tuple[int, int] | None) -> Path:
     return temp
 
 
-def write(planned: Iterable[Planned], owner: str | None = None) -> None:
-    """Write every planned artifact whose action is not ``unchanged``, all or nothing."""
-    ids = parse_owner(owner)
+def write(planned: Iterable[Planned], owner: tuple[int, int] | None = None) -> None:
+    """Write every planned artifact whose action is not ``unchanged``, all or nothing;
+    files cloudboot creates get ``owner`` ``(uid, gid)`` when given."""
+    ids = owner
     staged: list[tuple[Path, Path]] = []
     try:
         for item in planned:

@@ -1,17 +1,10 @@
-"""The database credentials every later stage works from, and the secret type that holds
-the password so that it cannot leak through a repr, a log line or an exception."""
+"""The type that holds a password, so that it cannot leak through a repr, a log line or
+an exception, and the register of every secret value the log redactor must blank."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal
-
-Engine = Literal["postgres", "mysql"]
-
-DEFAULT_PORTS: dict[str, int] = {"postgres": 5432, "mysql": 3306}
-
-# Every secret value cloudboot has seen in this process; the log processor redacts them
-# from every event as a last line of defence.
+# Every secret value cloudboot has seen in this process, in every form a reader needs
+# (raw, percent-encoded, ...): the log redactor blanks them as a last line of defence.
 _KNOWN_SECRETS: set[str] = set()
 
 
@@ -22,8 +15,7 @@ class Secret:
 
     def __init__(self, value: str) -> None:
         self._value = value
-        if value:
-            _KNOWN_SECRETS.add(value)
+        register_secret_form(value)
 
     def reveal(self) -> str:
         """The real value, for the one place that must hand it to a reader."""
@@ -57,23 +49,5 @@ def register_secret_form(value: str) -> None:
 
 
 def known_secrets() -> frozenset[str]:
-    """Every secret value wrapped so far in this process."""
+    """Every secret value registered so far in this process."""
     return frozenset(_KNOWN_SECRETS)
-
-
-@dataclass(frozen=True)
-class DatabaseCredentials:
-    """Where the database is and how to log in, as found in one source.
-
-    ``source`` names where they came from (variable names only, never values), for
-    logs and ``cloudboot check``.
-    """
-
-    engine: Engine
-    host: str
-    port: int
-    dbname: str
-    username: str
-    password: Secret = field(repr=True)
-    source: str = ""
-    variables: tuple[str, ...] = ()

@@ -3,31 +3,36 @@
 Each ``escape_*``/``render_*`` function follows the rules of its reader (FORMATS.md);
 :func:`render` gathers them into a :class:`Rendering` and checks every file before
 anything is written, so that a bad value stops the boot with nothing half-written.
+Everything comes from the :class:`~bootstrap.config.Config`; nothing here looks at the
+environment.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from .credentials import DatabaseCredentials
 from .errors import ConfigError
-from .settings import Settings
-from .tls import ca_file
+from .readfile import UnreadableFile, read_regular_file
+from .secret import register_secret_form
+from .target import Target
+
+if TYPE_CHECKING:
+    from .config import Config
 
 # Bytes outside RFC 3986's unreserved set are percent-encoded; quote() with safe=""
 # leaves exactly A-Za-z0-9-._~ alone and never writes "+" for a space.
 _UNRESERVED = ""
 
-DEFAULT_SCHEMES = {"postgres": "postgresql", "mysql": "mysql"}
 SECRET_MODE = 0o600
 WP_CONFIG_MODE = 0o640
+MAX_WP_CONFIG_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -44,7 +49,8 @@ class FileArtifact:
 
 @dataclass(frozen=True)
 class Rendering:
-    """Everything cloudboot hands over: variables for the server and files to write."""
+    """Everything cloudboot hands over: variables for the server and files to write.
+    ``secret_variables`` names the variables whose value holds the password."""
 
     environment: dict[str, str]
     files: tuple[FileArtifact, ...]
@@ -94,14 +100,14 @@ def _tls_query(scheme: str, sslmode: str, ca: str | None) -> list[tuple[str, str
     return query + ([("ssl_check_hostname", "false")] if sslmode == "verify-ca" else [])
 
 
-def render_url(credentials: DatabaseCredentials, scheme: str, sslmode: str, ca: str | None) -> str:
+def render_url(target: Target, scheme: str) -> str:
     """The connection URL in ``scheme``, with TLS parameters in that scheme's spelling."""
-    user = quote_component(credentials.username)
-    password = quote_component(credentials.password.reveal())
-    dbname = quote_component(credentials.dbname)
-    host = url_host(credentials.host)
-    url = f"{scheme}://{user}:{password}@{host}:{credentials.port}/{dbname}"
-    query = _tls_query(scheme, sslmode, ca)
+    user = quote_component(target.user)
+    password = quote_component(target.password.reveal())
+    dbname = quote_component(target.dbname)
+    host = url_host(target.host)
+    url = f"{scheme}://{user}:{password}@{host}:{target.port}/{dbname}"
+    query = _tls_query(scheme, target.sslmode, target.ca_file)
     if query:
         url += "?" + "&".join(f"{k}={quote(v, safe='/')}" for k, v in query)
     return url
@@ -115,13 +121,13 @@ def escape_pgpass(value: str) -> str:
     return value.replace("\\", "\\\\").replace(":", "\\:")
 
 
-def render_pgpass(credentials: DatabaseCredentials) -> str:
+def render_pgpass(target: Target) -> str:
     fields = (
-        credentials.host,
-        str(credentials.port),
-        credentials.dbname,
-        credentials.username,
-        credentials.password.reveal(),
+        target.host,
+        str(target.port),
+        target.dbname,
+        target.user,
+        target.password.reveal(),
     )
     return ":".join(escape_pgpass(f) for f in fields) + "\n"
 
@@ -129,14 +135,7 @@ def render_pgpass(credentials: DatabaseCredentials) -> str:
 _SERVICE_LINE_MAX = 1021
 
 
-def render_pg_service(
-    credentials: DatabaseCredentials,
-    *,
-    name: str,
-    sslmode: str,
-    ca: str | None,
-    passfile: Path | None,
-) -> tuple[str, list[str]]:
+def render_pg_service(target: Target, *, name: str, passfile: str | None) -> tuple[str, list[str]]:
     """A service file with one section; no password (the file has no permission check).
 
     libpq takes each line verbatim after trimming, with no quoting: a value with
@@ -144,16 +143,16 @@ def render_pg_service(
     reported as a problem instead.
     """
     pairs = [
-        ("host", credentials.host),
-        ("port", str(credentials.port)),
-        ("dbname", credentials.dbname),
-        ("user", credentials.username),
-        ("sslmode", sslmode),
+        ("host", target.host),
+        ("port", str(target.port)),
+        ("dbname", target.dbname),
+        ("user", target.user),
+        ("sslmode", target.sslmode),
     ]
-    if ca:
-        pairs.append(("sslrootcert", ca))
+    if target.ca_file:
+        pairs.append(("sslrootcert", target.ca_file))
     if passfile is not None:
-        pairs.append(("passfile", str(passfile)))
+        pairs.append(("passfile", passfile))
     problems = []
     lines = [f"[{name}]"]
     for key, value in pairs:
@@ -190,12 +189,13 @@ def quote_option_file(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def render_my_cnf(credentials: DatabaseCredentials, sslmode: str, ca: str | None) -> str:
+def render_my_cnf(target: Target) -> str:
+    sslmode, ca = target.sslmode, target.ca_file
     client = [
-        ("user", credentials.username),
-        ("password", credentials.password.reveal()),
-        ("host", credentials.host),
-        ("port", str(credentials.port)),
+        ("user", target.user),
+        ("password", target.password.reveal()),
+        ("host", target.host),
+        ("port", str(target.port)),
         # Without it the clients take host "localhost" to mean the Unix socket: no TLS,
         # and perhaps another server.
         ("protocol", "TCP"),
@@ -213,7 +213,7 @@ def render_my_cnf(credentials: DatabaseCredentials, sslmode: str, ca: str | None
         lines.append("ssl")
         if sslmode in ("verify-ca", "verify-full"):
             lines.append("ssl-verify-server-cert")
-    lines += ["", "[mysql]", f"database={quote_option_file(credentials.dbname)}"]
+    lines += ["", "[mysql]", f"database={quote_option_file(target.dbname)}"]
     return "\n".join(lines) + "\n"
 
 
@@ -247,10 +247,10 @@ _CLIENT_FLAGS = {
 }
 
 
-def wp_db_host(credentials: DatabaseCredentials) -> str:
+def wp_db_host(target: Target) -> str:
     # mysqli takes "localhost" to mean the Unix socket; 127.0.0.1 forces TCP (and TLS).
-    host = "127.0.0.1" if credentials.host == "localhost" else credentials.host
-    return f"{url_host(host)}:{credentials.port}"
+    host = "127.0.0.1" if target.host == "localhost" else target.host
+    return f"{url_host(host)}:{target.port}"
 
 
 def _define_pattern(name: str) -> re.Pattern[str]:
@@ -304,142 +304,112 @@ def _new_salt() -> str:
     return "".join(secrets.choice(_SALT_ALPHABET) for _ in range(64))
 
 
-def wp_constants(credentials: DatabaseCredentials, *, sslmode: str, collate: str) -> dict[str, str]:
+def wp_constants(target: Target, *, collate: str) -> dict[str, str]:
     def literal(value: str) -> str:
         return f"'{escape_php(value)}'"
 
     return {
-        "DB_NAME": literal(credentials.dbname),
-        "DB_USER": literal(credentials.username),
-        "DB_PASSWORD": literal(credentials.password.reveal()),
-        "DB_HOST": literal(wp_db_host(credentials)),
+        "DB_NAME": literal(target.dbname),
+        "DB_USER": literal(target.user),
+        "DB_PASSWORD": literal(target.password.reveal()),
+        "DB_HOST": literal(wp_db_host(target)),
         "DB_CHARSET": literal("utf8mb4"),
         "DB_COLLATE": literal(collate),
-        "MYSQL_CLIENT_FLAGS": _CLIENT_FLAGS[sslmode],
+        "MYSQL_CLIENT_FLAGS": _CLIENT_FLAGS[target.sslmode],
     }
 
 
 # --- gathering -------------------------------------------------------------------------
 
 
-def home(environ: Mapping[str, str]) -> Path:
-    return Path(environ.get("HOME") or os.path.expanduser("~"))
-
-
-def _path(value: str | None, default: str | None, environ: Mapping[str, str]) -> Path | None:
-    """A configured path: ``None`` means the default, ``""`` means off; ``~`` is the
-    HOME of ``environ``."""
-    chosen = default if value is None else value
-    if not chosen:
-        return None
-    if chosen == "~" or chosen.startswith("~/"):
-        return home(environ) / chosen[2:]
-    return Path(chosen)
-
-
-def render_environment(
-    credentials: DatabaseCredentials,
-    settings: Settings,
-    environ: Mapping[str, str],
-) -> dict[str, str]:
+def render_environment(config: Config) -> dict[str, str]:
     """The variables added to the server's environment."""
-    scheme = settings.url_scheme or DEFAULT_SCHEMES[credentials.engine]
-    ca = ca_file(settings, environ)
-    env = {settings.url_env: render_url(credentials, scheme, settings.sslmode, ca)}
-    if credentials.engine == "postgres":
-        pgpass = _path(settings.pgpass, "~/.pgpass", environ)
-        service = _path(settings.pg_service_file, "~/.pg_service.conf", environ)
-        if pgpass is not None:
-            env["PGPASSFILE"] = str(pgpass)
-        if service is not None:
-            env["PGSERVICEFILE"] = str(service)
+    target = config.target
+    env = {config.settings.url_env: render_url(target, config.url_scheme)}
+    if "pgpass" in config.files:
+        env["PGPASSFILE"] = str(config.files["pgpass"])
+    if "pg_service" in config.files:
+        env["PGSERVICEFILE"] = str(config.files["pg_service"])
     return env
 
 
-def render(
-    credentials: DatabaseCredentials,
-    settings: Settings,
-    environ: Mapping[str, str],
-) -> Rendering:
-    """Every artifact the settings ask for, checked; raises :class:`ConfigError` (with
-    every problem) before anything is written."""
-    problems: list[str] = []
-    ca = ca_file(settings, environ)
-    environment = render_environment(credentials, settings, environ)
-    files: list[FileArtifact] = []
+def secret_forms(config: Config) -> frozenset[str]:
+    """The password in every form an artifact carries it (raw, percent-encoded), each
+    registered with the log redactor; for masking output too."""
+    password = config.target.password.reveal()
+    forms = frozenset(f for f in (password, quote_component(password)) if f)
+    for form in forms:
+        register_secret_form(form)
+    return forms
 
-    if credentials.engine == "postgres":
-        pgpass = _path(settings.pgpass, "~/.pgpass", environ)
-        service = _path(settings.pg_service_file, "~/.pg_service.conf", environ)
-        if pgpass is not None:
-            text = render_pgpass(credentials)
-            files.append(FileArtifact("pgpass", pgpass, text.encode(), SECRET_MODE))
-        if service is not None:
-            text, service_problems = render_pg_service(
-                credentials,
-                name=settings.pg_service_name,
-                sslmode=settings.sslmode,
-                ca=ca,
-                passfile=pgpass,
+
+def render(config: Config) -> Rendering:
+    """Every artifact the configuration asks for, checked; raises :class:`ConfigError`
+    (with every problem) before anything is written."""
+    secret_forms(config)
+    problems: list[str] = []
+    target = config.target
+    environment = render_environment(config)
+    files: list[FileArtifact] = []
+    for kind, path in config.files.items():
+        content: str | None
+        if kind == "pgpass":
+            content = render_pgpass(target)
+        elif kind == "pg_service":
+            pgpass = config.files.get("pgpass")
+            content, service_problems = render_pg_service(
+                target,
+                name=config.settings.pg_service_name,
+                passfile=None if pgpass is None else str(pgpass),
             )
             problems += [f"CLOUDBOOT_PG_SERVICE_FILE: {p}" for p in service_problems]
-            files.append(FileArtifact("pg_service", service, text.encode(), SECRET_MODE))
-
-    profile = _path(settings.profile, None, environ)
-    if profile is not None:
-        files.append(
-            FileArtifact("profile", profile, render_profile(environment).encode(), SECRET_MODE)
-        )
-    my_cnf = _path(settings.my_cnf, None, environ)
-    if my_cnf is not None:
-        text = render_my_cnf(credentials, settings.sslmode, ca)
-        files.append(FileArtifact("my_cnf", my_cnf, text.encode(), SECRET_MODE))
-
-    wp_config = _path(settings.wp_config, None, environ)
-    if wp_config is not None:
-        artifact = _render_wp_artifact(wp_config, credentials, settings, environ, problems)
-        if artifact is not None:
-            files.append(artifact)
-
+        elif kind == "profile":
+            content = render_profile(environment)
+        elif kind == "my_cnf":
+            content = render_my_cnf(target)
+        else:
+            artifact = _render_wp_artifact(path, config, problems)
+            if artifact is not None:
+                files.append(artifact)
+            continue
+        files.append(FileArtifact(kind, path, content.encode(), SECRET_MODE))
     if problems:
         raise ConfigError(problems)
-    secret_variables = frozenset({settings.url_env})
-    return Rendering(environment, tuple(files), secret_variables)
+    return Rendering(environment, tuple(files), frozenset({config.settings.url_env}))
 
 
-def _render_wp_artifact(
-    path: Path,
-    credentials: DatabaseCredentials,
-    settings: Settings,
-    environ: Mapping[str, str],
-    problems: list[str],
-) -> FileArtifact | None:
-    constants = wp_constants(credentials, sslmode=settings.sslmode, collate=settings.wp_collate)
-    if any(c in settings.wp_collate for c in "\r\n\0"):
-        problems.append("CLOUDBOOT_WP_COLLATE contains a CR, LF or NUL")
-        return None
+def _read_template(path: Path) -> str:
+    # Bytes, then decode: read_text would turn CRLF into LF, and every line that is not
+    # ours must stay byte for byte.
+    return read_regular_file(path, limit=MAX_WP_CONFIG_BYTES).decode("utf-8")
+
+
+def _render_wp_artifact(path: Path, config: Config, problems: list[str]) -> FileArtifact | None:
+    constants = wp_constants(config.target, collate=config.settings.wp_collate)
     try:
-        # Bytes, then decode: read_text would turn CRLF into LF, and every line that is
-        # not ours must stay byte for byte.
-        template = path.read_bytes().decode("utf-8")
+        template = _read_template(path)
         keep = True
     except FileNotFoundError:
-        sample = _path(settings.wp_config_sample, None, environ) or (
-            path.parent / "wp-config-sample.php"
-        )
+        sample = config.wp_config_sample or path.parent / "wp-config-sample.php"
         try:
-            template = sample.read_bytes().decode("utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = getattr(exc, "strerror", None) or "not UTF-8 text"
+            template = _read_template(sample)
+        except (FileNotFoundError, UnreadableFile, UnicodeDecodeError) as exc:
             problems.append(
                 f"CLOUDBOOT_WP_CONFIG: {path} does not exist and its sample {sample} "
-                f"cannot be read ({reason})"
+                f"cannot be read ({_why(exc)})"
             )
             return None
         keep = False
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = getattr(exc, "strerror", None) or "not UTF-8 text"
-        problems.append(f"CLOUDBOOT_WP_CONFIG: {path} cannot be read ({reason})")
+    except (UnreadableFile, UnicodeDecodeError) as exc:
+        problems.append(f"CLOUDBOOT_WP_CONFIG: {path} cannot be read ({_why(exc)})")
         return None
     text = render_wp_config(template, constants)
     return FileArtifact("wp_config", path, text.encode(), WP_CONFIG_MODE, keep_existing_mode=keep)
+
+
+def _why(exc: Exception) -> str:
+    if isinstance(exc, UnreadableFile):
+        return exc.reason
+    if isinstance(exc, FileNotFoundError):
+        return "it does not exist"
+    return "not UTF-8 text"

@@ -1,0 +1,234 @@
+"""Load: judge every input once, at the start, into one :class:`Config`.
+
+Settings and credentials are read from the mapping passed in and checked together:
+every problem in either is reported in one :class:`~bootstrap.errors.ConfigError`
+(exit 78) that names the variable and the field, never the value. Whatever a later
+stage would refuse is refused here instead, so that ``render --dry-run`` and
+``cloudboot check`` see exactly what a boot would. Nothing after this looks at the
+environment again, except to hand it on to the server and the hooks.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from .engines import Engine, all_engines, engine_for
+from .errors import ConfigError
+from .settings import Hook, Settings, load_settings
+from .sources import Credentials, find_credentials
+from .target import EngineName, Source, Target
+from .tls import resolve_ca_file
+
+# The file artifacts, each with the setting that places it.
+ARTIFACT_SETTINGS: dict[str, str] = {
+    "pgpass": "pgpass",
+    "pg_service": "pg_service_file",
+    "profile": "profile",
+    "my_cnf": "my_cnf",
+    "wp_config": "wp_config",
+}
+
+# URL schemes each engine's URL may be written in; "ecto" is Ecto's, for any engine.
+_ANY_ENGINE_SCHEMES = ("ecto",)
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything the later stages work from, judged.
+
+    ``files`` maps each file artifact to write (``pgpass``, ``pg_service``,
+    ``profile``, ``my_cnf``, ``wp_config``) to its path; ``owner`` is the ``(uid,
+    gid)`` for files cloudboot creates, ``None`` to keep the running user's; ``hooks``
+    are the TOML hooks then ``CLOUDBOOT_MIGRATE_COMMAND``; ``environ`` is the
+    environment cloudboot was given, for the server and the hooks.
+    """
+
+    settings: Settings
+    target: Target
+    source: Source
+    url_scheme: str
+    files: Mapping[str, Path]
+    wp_config_sample: Path | None
+    owner: tuple[int, int] | None
+    hooks: tuple[Hook, ...]
+    environ: Mapping[str, str]
+
+    @property
+    def engine(self) -> Engine:
+        return engine_for(self.target.engine)
+
+
+def load(environ: Mapping[str, str]) -> Config:
+    """The :class:`Config` of ``environ``, or one :class:`ConfigError` with every
+    problem in the settings and the credentials."""
+    settings, problems = load_settings(environ)
+    # Credentials are looked for even when the settings are bad, so that one run
+    # reports everything; the setting they depend on is taken when valid.
+    secret_env = settings.secret_env if settings else environ.get("CLOUDBOOT_SECRET_ENV") or None
+    credentials, found_problems, names = find_credentials(environ, secret_env)
+    problems += found_problems
+    if settings is None or credentials is None:
+        raise ConfigError(problems)
+    engine = _engine(settings, credentials, problems)
+    if engine is None:
+        raise ConfigError(problems)
+    config = _resolve(settings, credentials, engine, names, environ, problems)
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def _engine(settings: Settings, credentials: Credentials, problems: list[str]) -> Engine | None:
+    name: EngineName | None = settings.engine or credentials.engine
+    if name is None and credentials.port is not None:
+        name = next((e.name for e in all_engines() if credentials.port in e.detection_ports), None)
+    if name is None:
+        problems.append(
+            f"cannot tell the engine of {credentials.source.label}: set CLOUDBOOT_ENGINE "
+            "to postgres or mysql"
+        )
+        return None
+    return engine_for(name)
+
+
+def _resolve(  # noqa: PLR0917 - one call site, every argument a different stage's value
+    settings: Settings,
+    credentials: Credentials,
+    engine: Engine,
+    names: Mapping[str, str],
+    environ: Mapping[str, str],
+    problems: list[str],
+) -> Config:
+    problem = engine.dbname_problem(credentials.dbname)
+    if problem:
+        problems.append(f"{names['dbname']} {problem}")
+    hooks = settings.all_hooks()
+    limit = engine.max_key_length
+    if settings.release is not None and len(settings.release) > limit:
+        problems.append(f"CLOUDBOOT_RELEASE is longer than {limit} characters ({engine.title})")
+    problems += [
+        f"hook {hook.name[:40]!r}...: hook names are limited to {limit} characters"
+        for hook in hooks
+        if hook.lock and len(hook.name) > limit
+    ]
+    scheme = settings.url_scheme or engine.default_url_scheme
+    if scheme not in (*engine.url_schemes, *_ANY_ENGINE_SCHEMES) or scheme == "mariadb":
+        problems.append(
+            f"CLOUDBOOT_URL_SCHEME {scheme} is not a scheme for {engine.title} "
+            f"(the database in {credentials.source.label})"
+        )
+    ca_file = resolve_ca_file(settings.sslmode, settings.ca_file, environ)
+    if ca_file is not None:
+        problems += _ca_file_problems(ca_file, system=settings.ca_file == "system")
+    target = Target(
+        engine=engine.name,
+        host=credentials.host,
+        port=credentials.port or engine.default_port,
+        dbname=credentials.dbname,
+        user=credentials.user,
+        password=credentials.password,
+        sslmode=settings.sslmode,
+        ca_file=ca_file,
+        connect_timeout=settings.connect_timeout,
+        wait_timeout=settings.wait_timeout,
+    )
+    files = _files(settings, engine, credentials.source, environ, problems)
+    sample = _path(settings.wp_config_sample, environ)
+    if sample is None and "wp_config" in files:
+        sample = files["wp_config"].parent / "wp-config-sample.php"
+    return Config(
+        settings=settings,
+        target=target,
+        source=credentials.source,
+        url_scheme=scheme,
+        files=files,
+        wp_config_sample=sample,
+        owner=_owner(settings.owner, problems),
+        hooks=hooks,
+        environ=environ,
+    )
+
+
+def _ca_file_problems(path: str, *, system: bool) -> list[str]:
+    where = "the system CA bundle" if system else "CLOUDBOOT_CA_FILE"
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        hint = " (install ca-certificates, or set CLOUDBOOT_CA_FILE)" if system else ""
+        return [f"{where} {path} does not exist{hint}"]
+    except OSError as exc:
+        return [f"{where} {path} cannot be read ({exc.strerror})"]
+    if not stat.S_ISREG(info.st_mode):
+        return [f"{where} {path} is not a regular file"]
+    if not os.access(path, os.R_OK):
+        return [f"{where} {path} cannot be read (permission denied)"]
+    return []
+
+
+def home(environ: Mapping[str, str]) -> Path:
+    return Path(environ.get("HOME") or os.path.expanduser("~"))
+
+
+def _path(value: str | None, environ: Mapping[str, str]) -> Path | None:
+    """A configured path (``~`` is the HOME of ``environ``), or ``None`` for none."""
+    if not value:
+        return None
+    if value == "~" or value.startswith("~/"):
+        return home(environ) / value[2:]
+    return Path(value)
+
+
+def _files(
+    settings: Settings,
+    engine: Engine,
+    source: Source,
+    environ: Mapping[str, str],
+    problems: list[str],
+) -> dict[str, Path]:
+    files: dict[str, Path] = {}
+    for kind, key in ARTIFACT_SETTINGS.items():
+        value: str | None = getattr(settings, key)
+        if value is None:
+            value = engine.default_artifacts.get(kind)
+        elif value and kind not in engine.artifacts:
+            problems.append(
+                f"CLOUDBOOT_{key.upper()} is a file for another engine's tools; the "
+                f"database in {source.label} is {engine.title}: unset it"
+            )
+            continue
+        path = _path(value, environ)
+        if path is not None:
+            files[kind] = path
+    seen: dict[str, str] = {}
+    for kind, path in files.items():
+        where = os.path.normpath(os.path.abspath(path))
+        if where in seen:
+            problems.append(
+                f"CLOUDBOOT_{ARTIFACT_SETTINGS[kind].upper()} and "
+                f"CLOUDBOOT_{ARTIFACT_SETTINGS[seen[where]].upper()} name the same file"
+            )
+        seen.setdefault(where, kind)
+    return files
+
+
+def _owner(owner: str | None, problems: list[str]) -> tuple[int, int] | None:
+    """``user[:group]`` (names or numbers) as ``(uid, gid)``; ``None`` keeps ours."""
+    if not owner:
+        return None
+    user, _, group = owner.partition(":")
+    try:
+        uid = int(user) if user.isdigit() else pwd.getpwnam(user).pw_uid
+        if group:
+            gid = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
+        else:
+            gid = pwd.getpwuid(uid).pw_gid if not user.isdigit() else os.getgid()
+    except (KeyError, ValueError):
+        problems.append("CLOUDBOOT_OWNER names a user or group that does not exist")
+        return None
+    return uid, gid

@@ -1,0 +1,173 @@
+"""The database engines: everything that differs between PostgreSQL and the MySQL
+family lives behind :class:`Engine`, one module per engine.
+
+Nothing outside this package branches on the engine: a stage asks :func:`engine_for`
+for the target's engine and calls it. Adding an engine means one new module here and
+one line in :data:`_MODULES`. The modules are light: each imports its driver inside the
+functions that need it, so ``render`` and ``env`` never load a driver.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from ..failures import Failure
+from ..target import EngineName, Target
+
+Created = Literal["created", "exists", "lost_race"]
+
+
+class Connection(Protocol):
+    """The part of DB-API 2 cloudboot uses; both drivers' connections have it."""
+
+    def cursor(self) -> Any: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class ClientSpec:
+    """The engine's interactive SQL client (``cloudboot psql`` / ``cloudboot mysql``)."""
+
+    command: str
+    binaries: tuple[str, ...]
+    package: str
+
+
+@dataclass(frozen=True)
+class ClientLaunch:
+    """How to start the client already connected: ``files`` (name → text) become
+    anonymous in-memory files; ``argv`` and ``environment`` may name them as
+    :func:`placeholder` ``(name)``, replaced by the file's ``/proc/self/fd/N`` path (in
+    the text of a later file too)."""
+
+    argv: tuple[str, ...]
+    environment: Mapping[str, str]
+    files: Mapping[str, str]
+
+
+class Engine(Protocol):
+    """One database engine family. Every method that talks to a server takes the
+    :class:`~bootstrap.target.Target` and raises the driver's exceptions (or
+    :class:`~bootstrap.tls.TlsSetupError`) for :meth:`classify`, unless it says
+    otherwise."""
+
+    name: EngineName
+    title: str
+    default_port: int
+    detection_ports: tuple[int, ...]
+    secret_names: tuple[str, ...]
+    """``engine`` values of a Secrets Manager secret that mean this engine."""
+    url_schemes: tuple[str, ...]
+    """URL schemes of an incoming ``DATABASE_URL`` that mean this engine."""
+    default_url_scheme: str
+    artifacts: frozenset[str]
+    """The file artifacts this engine's tools read (``pgpass``, ``my_cnf``, ...)."""
+    default_artifacts: Mapping[str, str]
+    """Artifacts written unless turned off: kind → default path (``~`` is HOME)."""
+    max_key_length: int
+    """Longest hook name or release id the runs table keeps."""
+    client: ClientSpec
+
+    def dbname_problem(self, dbname: str) -> str | None:
+        """Why the server cannot hold a database of this name, or ``None``."""
+        ...
+
+    def connect(self, target: Target, *, timeout: float, dbname: str | None = None) -> Connection:
+        """A new autocommit connection over the target's TLS; ``dbname`` ``None`` means
+        the target's database, ``""`` the engine's maintenance database. ``timeout``
+        bounds the connect and the login (and, for MySQL, every later read)."""
+        ...
+
+    def classify(self, exc: BaseException) -> Failure:
+        """What ``exc``, raised by this engine's connections, means. Never raises."""
+        ...
+
+    def create_database(self, target: Target, collation: str | None, timeout: float) -> Created:
+        """Create the target's database unless it exists; whether this call made it, it
+        was there, or another session created it meanwhile. Race-safe. Raises
+        :class:`~bootstrap.errors.RefusedError` when the user may not create databases,
+        :class:`~bootstrap.errors.ConfigError` for a collation the server does not
+        know."""
+        ...
+
+    def acquire_lock(
+        self, connection: Connection, target: Target, on_wait: Callable[[], None]
+    ) -> None:
+        """Take the hooks' lock on ``connection`` (it ends with the session), calling
+        ``on_wait`` once if another session holds it."""
+        ...
+
+    def create_runs_table(self, connection: Connection) -> None:
+        """Create ``cloudboot_hook_runs`` unless it exists."""
+        ...
+
+    def record_run_sql(self) -> str:
+        """The statement that records ``(hook, release_id)``, a duplicate being no error."""
+        ...
+
+    def start_tls(self, sock: socket.socket) -> None:
+        """``cloudboot check``: on a fresh TCP connection, what the engine's protocol sends
+        before the TLS handshake. Raises :class:`~bootstrap.errors.CloudbootError`
+        subclasses for a server without TLS or one that speaks another protocol, and
+        ``OSError`` when the connection breaks."""
+        ...
+
+    def session_info(self, connection: Connection) -> tuple[str, str | None]:
+        """The user the server sees and the TLS version of this session (``None``:
+        plaintext)."""
+        ...
+
+    def server_info(self, connection: Connection) -> dict[str, Any]:
+        """Version, product, and character set and collation of server and database."""
+        ...
+
+    def client_launch(self, target: Target, *, service_name: str) -> ClientLaunch:
+        """The SQL client, connected to the target, password in an in-memory file."""
+        ...
+
+
+_MODULES: dict[EngineName, str] = {
+    "postgres": "bootstrap.engines.postgres",
+    "mysql": "bootstrap.engines.mysql",
+}
+
+
+def engine_for(name: EngineName) -> Engine:
+    """The engine called ``name``."""
+    engine: Engine = importlib.import_module(_MODULES[name]).ENGINE
+    return engine
+
+
+def all_engines() -> tuple[Engine, ...]:
+    """Every engine, in a fixed order (for detection)."""
+    return tuple(engine_for(name) for name in _MODULES)
+
+
+def close_quietly(connection: Connection) -> None:
+    """Close ``connection``, ignoring errors: PyMySQL raises on closing a connection it
+    already dropped, which would hide the error that ended the connection."""
+    with contextlib.suppress(Exception):
+        connection.close()
+
+
+def placeholder(name: str) -> str:
+    """Where the path of the in-memory file ``name`` goes in a :class:`ClientLaunch`
+    (NUL cannot be in any credential, so it cannot clash with one)."""
+    return f"\0{name}\0"
+
+
+def fetch_one(connection: Connection, sql: str, params: tuple[Any, ...] = ()) -> tuple[Any, ...]:
+    """The first row of ``sql`` (empty when there is none); the cursor is closed."""
+    cursor = connection.cursor()
+    try:
+        cursor.execute(sql, params or None)
+        row = cursor.fetchone()
+    finally:
+        cursor.close()
+    return tuple(row or ())
