@@ -10,19 +10,40 @@ BIN := $(VENV)/bin
 DEBIAN_PACKAGES := postgresql postgresql-client mariadb-server mariadb-client \
 	php-cli php-mysql wordpress wordpress-theme-twentytwentythree elixir jq ca-certificates
 
-.PHONY: all venv system-deps lint test demo bench clean
+.PHONY: all venv system-deps lint test demo bench clean constraints
 
 all: test
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
+# cloudboot's own dependencies at the versions the images install (images/constraints.txt),
+# so the tests prove what the images ship.
+$(VENV)/.installed: pyproject.toml images/constraints.txt | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev]' -c images/constraints.txt
 	touch $@
 
-venv: $(VENV)/.installed
+# The independent copy of the RDS CAs that tests/test_rds_bundle.py checks the images'
+# bundle against, from its committed lockfile (integrity-checked by npm).
+RDS_WITNESS := tests/rds_witness
+$(RDS_WITNESS)/node_modules/.installed: $(RDS_WITNESS)/package-lock.json
+	npm ci --prefix $(RDS_WITNESS) --ignore-scripts --no-audit --no-fund --silent
+	touch $@
+
+venv: $(VENV)/.installed $(RDS_WITNESS)/node_modules/.installed
+
+# Regenerate images/constraints.txt: cloudboot's dependencies resolved afresh, plus the
+# build backend. Then `make test`.
+constraints:
+	rm -rf .constraints-venv
+	$(PYTHON) -m venv .constraints-venv
+	.constraints-venv/bin/pip install --quiet --upgrade setuptools .
+	{ sed -n '/^#/p' images/constraints.txt; \
+	  .constraints-venv/bin/pip freeze --all --exclude cloudboot --exclude pip --exclude setuptools; \
+	  .constraints-venv/bin/pip freeze --all | grep -i '^setuptools=='; } > images/constraints.txt.new
+	mv images/constraints.txt.new images/constraints.txt
+	rm -rf .constraints-venv
 
 # apt-get only as root and only for what is missing, so a developer's machine without
 # root is left alone (the tests then say which reader is absent).
@@ -43,7 +64,8 @@ lint: venv
 	$(BIN)/ruff check src tests benchmarks demo
 	$(BIN)/ruff format --check src tests benchmarks demo
 	$(BIN)/mypy
-	$(BIN)/hadolint images/wordpress/Dockerfile images/phoenix/Dockerfile
+	$(BIN)/hadolint images/*/Dockerfile
+	$(BIN)/cfn-lint images/*/deploy/cloudformation.yaml
 
 test: system-deps venv lint
 	$(BIN)/pytest
@@ -55,4 +77,4 @@ bench: system-deps venv
 	$(BIN)/python benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(RDS_WITNESS)/node_modules

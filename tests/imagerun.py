@@ -43,24 +43,75 @@ STOP_TIMEOUT = 15.0
 """Seconds a task's group gets between SIGTERM and SIGKILL."""
 
 
-def exec_form(dockerfile: Path, instruction: str) -> list[str]:
-    """The argv of the last ``ENTRYPOINT`` or ``CMD`` in ``dockerfile`` (exec form, as
-    the default target of both images inherits it)."""
-    found: list[str] | None = None
+@dataclass(frozen=True)
+class Stage:
+    """One ``FROM`` of a Dockerfile: its name, its base, and the exec-form ``ENTRYPOINT``
+    and ``CMD`` it sets itself."""
+
+    name: str | None
+    base: str
+    exec_forms: dict[str, list[str]]
+
+
+def _instructions(dockerfile: Path) -> list[tuple[str, str]]:
+    """``(KEYWORD, rest)`` per instruction, continuation lines joined, comments dropped."""
+    found: list[tuple[str, str]] = []
+    pending = ""
     for line in dockerfile.read_text().splitlines():
-        keyword, _, rest = line.partition(" ")
-        if keyword.upper() == instruction:
-            value = json.loads(rest)
-            assert isinstance(value, list), f"{instruction} in {dockerfile} is not exec form"
-            found = [str(word) for word in value]
-    assert found is not None, f"no {instruction} in {dockerfile}"
+        if not pending and (not line.strip() or line.lstrip().startswith("#")):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        keyword, _, rest = (pending + line).strip().partition(" ")
+        found.append((keyword.upper(), rest.strip()))
+        pending = ""
     return found
 
 
-def entrypoint(image: str) -> list[str]:
+def global_args(dockerfile: Path) -> dict[str, str]:
+    """The ``ARG NAME=default`` lines before the first ``FROM``."""
+    args: dict[str, str] = {}
+    for keyword, rest in _instructions(dockerfile):
+        if keyword == "FROM":
+            break
+        if keyword == "ARG" and "=" in rest:
+            name, _, default = rest.partition("=")
+            args[name] = default
+    return args
+
+
+def stages(dockerfile: Path) -> list[Stage]:
+    """Every stage of ``dockerfile``, in order; the last one is the default target."""
+    found: list[Stage] = []
+    for keyword, rest in _instructions(dockerfile):
+        if keyword == "FROM":
+            words = rest.split()
+            name = words[2] if len(words) == 3 and words[1].upper() == "AS" else None
+            found.append(Stage(name, words[0], {}))
+        elif keyword in {"ENTRYPOINT", "CMD"}:
+            value = json.loads(rest)
+            assert isinstance(value, list), f"{keyword} in {dockerfile} is not exec form"
+            found[-1].exec_forms[keyword] = [str(word) for word in value]
+    return found
+
+
+def exec_form(dockerfile: Path, instruction: str, target: str | None = None) -> list[str]:
+    """The exec-form ``ENTRYPOINT`` or ``CMD`` the image of ``target`` (default: the last
+    stage, the default target) runs: its own, else the one of the stage it is built
+    ``FROM``."""
+    by_name = {stage.name: stage for stage in stages(dockerfile) if stage.name}
+    stage = by_name[target] if target else stages(dockerfile)[-1]
+    while instruction not in stage.exec_forms:
+        assert stage.base in by_name, f"no {instruction} in {dockerfile} for {target}"
+        stage = by_name[stage.base]
+    return stage.exec_forms[instruction]
+
+
+def entrypoint(image: str, target: str | None = None) -> list[str]:
     """The image's ``ENTRYPOINT`` as an argv for this machine (``cloudboot`` is this
     environment's console script)."""
-    argv = exec_form(IMAGES / image / "Dockerfile", "ENTRYPOINT")
+    argv = exec_form(IMAGES / image / "Dockerfile", "ENTRYPOINT", target)
     assert argv == ["cloudboot"], f"the {image} image's ENTRYPOINT is {argv}"
     return [str(CLOUDBOOT_SCRIPT)]
 

@@ -2,9 +2,10 @@
 once against one Aurora-style PostgreSQL.
 
 What runs is the image's: its ``ENTRYPOINT`` (``cloudboot``) and ``CMD``
-(``/work/bin/app start``), and its ``cloudboot.toml``. The settings that name image
-paths are moved with the variables the image's README lists; only the hook's argv,
-which no variable can change, is rewritten in a copy of the file. The release is a
+(``/work/bin/app start``), its ``cloudboot.toml`` and its ``APP_RELEASE_MODULE``. The
+settings that name image paths are moved with the variables the image's README lists;
+only the hook's ``/work/bin/app``, which no variable can change, is rewritten in a copy
+of the file. The release is a
 stand-in (``tests/phoenix_release``): its ``eval "App.Release.migrate"`` applies a SQL
 migration with ``psql service=app`` and its ``start`` is an Elixir server that reads
 ``DATABASE_URL`` as Ecto does. The credentials arrive as Copilot's Aurora addon injects
@@ -21,7 +22,17 @@ import stat
 import tomllib
 from pathlib import Path
 
-from imagerun import IMAGES, Task, Tasks, entrypoint, exec_form, http_get, wait_http
+from imagerun import (
+    IMAGES,
+    Task,
+    Tasks,
+    entrypoint,
+    exec_form,
+    global_args,
+    http_get,
+    wait_http,
+)
+from readers import cloudboot, describe
 from servers import HOST, SECRET_PASSWORD, Certificates, PostgresServer, free_port, unique_name
 
 TASKS = 8
@@ -29,6 +40,7 @@ IMAGE_HOME = "/work/"
 """Where the image keeps the release; also its ``HOME`` and working directory."""
 STAND_IN = Path(__file__).parent / "phoenix_release"
 TOML = IMAGES / "phoenix" / "cloudboot.toml"
+DOCKERFILE = IMAGES / "phoenix" / "Dockerfile"
 
 
 def copy_release(dest: Path) -> Path:
@@ -41,20 +53,30 @@ def copy_release(dest: Path) -> Path:
 def image_config(dest: Path, release: Path) -> Path:
     """The image's cloudboot.toml with only the hook's ``/work/bin/app`` replaced."""
     original = TOML.read_text()
-    image_app = json.dumps(f"{IMAGE_HOME}bin/app")
+    image_app = f"{IMAGE_HOME}bin/app"
     assert original.count(image_app) == 1
-    dest.write_text(original.replace(image_app, json.dumps(str(release / "bin" / "app"))))
+    dest.write_text(original.replace(image_app, str(release / "bin" / "app")))
     # Nothing else differs: the rest is the image's file as it ships.
     ours, theirs = tomllib.loads(dest.read_text()), tomllib.loads(original)
-    assert ours["hooks"][0]["run"][1:] == theirs["hooks"][0]["run"][1:]
-    ours["hooks"][0]["run"][0] = theirs["hooks"][0]["run"][0]
+    ours["hooks"][0]["shell"] = ours["hooks"][0]["shell"].replace(
+        str(release / "bin" / "app"), image_app
+    )
     assert ours == theirs
     return dest
 
 
+def image_env() -> dict[str, str]:
+    """The image's own ``ENV`` that the boot reads: the release module, from the build
+    argument's default."""
+    module = global_args(DOCKERFILE)["APP_RELEASE_MODULE"]
+    assert module == "App.Release"
+    assert "APP_RELEASE_MODULE=${APP_RELEASE_MODULE}" in DOCKERFILE.read_text()
+    return {"APP_RELEASE_MODULE": module, "MIX_ENV": "prod", "PHX_SERVER": "true"}
+
+
 def server_cmd(release: Path) -> list[str]:
     """The image's CMD, with the release where this test put it."""
-    cmd = exec_form(IMAGES / "phoenix" / "Dockerfile", "CMD")
+    cmd = exec_form(DOCKERFILE, "CMD")
     assert cmd == [f"{IMAGE_HOME}bin/app", "start"], cmd
     return [str(release / cmd[0].removeprefix(IMAGE_HOME)), *cmd[1:]]
 
@@ -108,9 +130,8 @@ def test_eight_tasks_of_a_release_migrate_once_and_all_serve(
             "CLOUDBOOT_PG_SERVICE_FILE": str(home / ".pg_service.conf"),
             "CLOUDBOOT_RELEASE": release_id,
             "CLOUDBOOT_LOG_FORMAT": "json",
-            # The image's ENV, and the port Copilot's manifest gives.
-            "MIX_ENV": "prod",
-            "PHX_SERVER": "true",
+            # The image's ENV, and the port the task definition gives.
+            **image_env(),
             "PORT": str(port),
         }
         task = tasks.start(
@@ -160,6 +181,7 @@ def check_migrated_once(
     tasks waited for the lock and skipped it; the database was created once."""
     runs = (release / "var" / "migrations.log").read_text().splitlines()
     assert len(runs) == 1, runs
+    assert runs[0].endswith(" eval=App.Release.migrate"), runs
     recorded = server.admin_sql(
         "SELECT count(*), bool_and(ssl), min(ran_as) FROM migration_runs;", dbname
     )
@@ -174,3 +196,30 @@ def check_migrated_once(
     assert count("cloudboot.hook.done") == 1
     assert count("cloudboot.hook.skipped") == TASKS - 1
     assert count("cloudboot.database.created") == 1
+
+
+def test_the_release_module_is_the_images_setting(
+    pg_server: PostgresServer, certs: Certificates, tmp_path: Path, home: Path
+) -> None:
+    """``APP_RELEASE_MODULE`` (the build argument, also a task variable) names the
+    module the migrate hook evaluates: no one edits cloudboot.toml for it."""
+    user, dbname = unique_name("app"), unique_name("app_db")
+    pg_server.create_user(user, SECRET_PASSWORD)
+    release = copy_release(tmp_path / "release")
+    environ = {
+        **image_env(),
+        "APP_RELEASE_MODULE": "Shop.Release",
+        "DB_SECRET": aurora_secret(pg_server, user, dbname),
+        "CLOUDBOOT_CONFIG": str(image_config(tmp_path / "cloudboot.toml", release)),
+        "CLOUDBOOT_CA_FILE": str(certs.ca_file),
+        "CLOUDBOOT_PGPASS": str(home / ".pgpass"),
+        "CLOUDBOOT_PG_SERVICE_FILE": str(home / ".pg_service.conf"),
+        "CLOUDBOOT_LOG_FORMAT": "json",
+    }
+    result = cloudboot(["migrate"], environ, home=home)
+    assert result.returncode == 0, describe(result)
+    runs = (release / "var" / "migrations.log").read_text().splitlines()
+    assert [run.split(" eval=")[1] for run in runs] == ["Shop.Release.migrate"]
+    assert pg_server.admin_sql("SELECT body FROM greetings;", dbname).startswith(
+        "hello from App.Release.migrate"
+    )

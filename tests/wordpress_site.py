@@ -1,13 +1,21 @@
-"""A WordPress site laid out as the wordpress image lays it out, and the clients that
-drive it: for ``test_image_wordpress.py``.
+"""WordPress sites laid out as the wordpress image's two targets lay them out, and the
+clients that drive them: for ``test_image_wordpress.py``.
 
-The image keeps WordPress's code in ``/opt/bitnami/wordpress`` (the *base*) and the
-site's state, ``wp-config.php`` and ``wp-content``, on the volume ``/bitnami/wordpress``,
-which Bitnami's entrypoint links into the base. ``php -S`` cannot follow that dance, so
-here the served folder is the site: the base's code (hard links, nothing is copied
-twice) where the volume's two entries land, as they would after Bitnami's links.
-cloudboot writes ``wp-config.php`` there, and the image's ``seed-wp-content`` hook
-copies ``wp-content`` there from the base.
+The official image (the default target) keeps WordPress in ``/usr/src/wordpress`` (the
+*source*) and serves ``/var/www/html`` (the *site*, its volume, empty on a fresh one).
+Its entrypoint copies the source into an empty site and writes a ``wp-config.php`` of
+its own only when there is none: :func:`make_source` builds the source,
+:func:`official_bin` the stand-ins for the image's ``docker-entrypoint.sh`` and
+``apache2-foreground`` (``tests/wordpress_entrypoint.sh`` and ``php -S``), found on
+``PATH`` as the image's ``CMD`` names them.
+
+The Bitnami target keeps WordPress's code in ``/opt/bitnami/wordpress`` (the *base*) and
+the site's state, ``wp-config.php`` and ``wp-content``, on the volume
+``/bitnami/wordpress``, which Bitnami's entrypoint links into the base. ``php -S`` cannot
+follow that dance, so there the served folder is the site: the base's code (hard links,
+nothing is copied twice) where the volume's two entries land, as they would after
+Bitnami's links. cloudboot writes ``wp-config.php`` there, and the image's
+``seed-wp-content`` hook copies ``wp-content`` there from the base.
 
 Debian's ``/usr/share/wordpress`` is the source of the base; it is not self-contained
 (symbolic links into other Debian packages, and a ``wp-config.php`` of Debian's own that
@@ -104,6 +112,45 @@ def make_site(base: Path, dest: Path) -> Path:
     # wp-config.php by a rename, never in place.
     shutil.copytree(base, dest, copy_function=os.link, ignore=ignore)
     (dest / "cloudboot-probe.php").write_text(PROBE)
+    return dest
+
+
+ENTRYPOINT_STANDIN = Path(__file__).resolve().parent / "wordpress_entrypoint.sh"
+
+DOCKER_CONFIG = """<?php
+// Stand-in for the official image's /usr/src/wordpress/wp-config-docker.php, which its
+// entrypoint copies to wp-config.php when that is missing or empty. A site that reaches
+// this line was configured by the entrypoint, not by cloudboot.
+http_response_code( 500 );
+die( 'wp-config-docker.php stand-in: put your unique phrase here' );
+"""
+
+_APACHE_STANDIN = """#!/bin/sh
+# Stand-in for the official image's apache2-foreground: PHP's own server on the working
+# folder (the image's /var/www/html), kept off the network.
+exec php -d "auto_prepend_file=$STANDIN_PREPEND" -S "$STANDIN_LISTEN" -t "$PWD"
+"""
+
+
+def make_source(dest: Path) -> Path:
+    """The official image's ``/usr/src/wordpress`` at ``dest``: Debian's WordPress
+    (:func:`copy_base`) with the image's ``wp-config-docker.php`` (:data:`DOCKER_CONFIG`)
+    and :data:`PROBE` as ``cloudboot-probe.php``, which the entrypoint copies along."""
+    copy_base(dest)
+    (dest / "wp-config-docker.php").write_text(DOCKER_CONFIG)
+    (dest / "cloudboot-probe.php").write_text(PROBE)
+    return dest
+
+
+def official_bin(dest: Path) -> Path:
+    """A folder for the front of ``PATH`` holding ``docker-entrypoint.sh`` and
+    ``apache2-foreground``, the two programs the official image's ``CMD`` names; the
+    second reads ``STANDIN_LISTEN`` and ``STANDIN_PREPEND``."""
+    dest.mkdir(parents=True)
+    shutil.copy(ENTRYPOINT_STANDIN, dest / "docker-entrypoint.sh")
+    (dest / "apache2-foreground").write_text(_APACHE_STANDIN)
+    for name in ("docker-entrypoint.sh", "apache2-foreground"):
+        (dest / name).chmod(0o755)
     return dest
 
 
