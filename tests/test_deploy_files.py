@@ -192,6 +192,8 @@ def test_the_injected_variables_are_what_the_images_cloudboot_reads(
         env["CLOUDBOOT_WP_CONFIG"] = str(tmp_path / "wp-config.php")
         env["CLOUDBOOT_WP_CONFIG_SAMPLE"] = str(wordpress_sample())
     else:
+        # The image copies the repository's RDS bundle to this path; map it here.
+        env["CLOUDBOOT_CA_FILE"] = str(IMAGES / "rds-global-bundle.pem")
         env["CLOUDBOOT_PGPASS"] = str(tmp_path / ".pgpass")
         env["CLOUDBOOT_PG_SERVICE_FILE"] = str(tmp_path / ".pg_service.conf")
     result = cloudboot(["render", "--dry-run", "--json"], env, home=home)
