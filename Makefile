@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 DEBIAN_PACKAGES := postgresql postgresql-client mariadb-server mariadb-client \
 	php-cli php-mysql wordpress wordpress-theme-twentytwentythree elixir jq ca-certificates
 
-.PHONY: all venv system-deps lint test demo bench clean constraints
+.PHONY: all venv system-deps lint test test-fast demo bench clean constraints
 
 all: test
 
@@ -67,8 +67,14 @@ lint: venv
 	$(BIN)/hadolint images/*/Dockerfile
 	$(BIN)/cfn-lint images/*/deploy/cloudformation.yaml
 
+# The whole suite, with branch coverage of src/bootstrap (the tests' cloudboot processes
+# included) reported at the end.
 test: system-deps venv lint
-	$(BIN)/pytest
+	$(BIN)/pytest --cov --cov-report=term
+
+# The tests that need no database server, without lint or coverage: the quick loop.
+test-fast: venv
+	$(BIN)/pytest -q -m "not server"
 
 demo: system-deps venv
 	$(BIN)/python demo/demo.py

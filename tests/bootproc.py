@@ -7,11 +7,19 @@ and ``test_clients.py``.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import io
+import os
+import pty
+import select
 import signal
+import struct
 import subprocess
 import sys
+import termios
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,13 +95,18 @@ def make_target(
 
 
 def start(
-    args: Sequence[str], env: Mapping[str, str], *, home: Path, cwd: Path | None = None
+    args: Sequence[str],
+    env: Mapping[str, str],
+    *,
+    home: Path,
+    cwd: Path | None = None,
+    stdin: int = subprocess.DEVNULL,
 ) -> subprocess.Popen[str]:
     """cloudboot ``args`` as a running process (stdin closed, clean environment, output
     captured); pair with :func:`finish`."""
     return subprocess.Popen(
         [*CLOUDBOOT, *args],
-        stdin=subprocess.DEVNULL,
+        stdin=stdin,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -106,12 +119,13 @@ def start(
 
 @dataclass(frozen=True)
 class Finished:
-    """A finished cloudboot process: exit code, output, log events, wall time."""
+    """A finished cloudboot process (or in-process call): exit code, output, log events,
+    wall time."""
 
     returncode: int
     stdout: str
     stderr: str
-    elapsed: float
+    elapsed: float = 0.0
 
     @property
     def events(self) -> list[dict[str, Any]]:
@@ -151,8 +165,10 @@ def finish(
     started: float | None = None,
     timeout: float = 60.0,
     stderr_before: str = "",
+    allow: Iterable[str] = (),
 ) -> Finished:
-    """Wait for ``process`` (killed after ``timeout``) and check its output for secrets."""
+    """Wait for ``process`` (killed after ``timeout``) and check its output for secrets
+    (``allow``: values its stdout may show on purpose, such as ``env``'s URL)."""
     started = time.monotonic() if started is None else started
     try:
         stdout, stderr = process.communicate(timeout=timeout)
@@ -161,14 +177,65 @@ def finish(
         stdout, stderr = process.communicate()
     stderr = stderr_before + stderr
     result = Finished(process.returncode, stdout, stderr, time.monotonic() - started)
-    assert_no_secret(stdout)
+    assert_no_secret(stdout, allow=allow)
     assert_no_secret(stderr)
     return result
 
 
 def run(
-    args: Sequence[str], env: Mapping[str, str], *, home: Path, timeout: float = 60.0
+    args: Sequence[str],
+    env: Mapping[str, str],
+    *,
+    home: Path,
+    cwd: Path | None = None,
+    timeout: float = 60.0,
+    allow: Iterable[str] = (),
 ) -> Finished:
-    """cloudboot ``args`` to completion."""
+    """cloudboot ``args`` to completion, as a process of its own: the one way tests run
+    the real program (see :func:`call` for the in-process entry point)."""
     started = time.monotonic()
-    return finish(start(args, env, home=home), started=started, timeout=timeout)
+    process = start(args, env, home=home, cwd=cwd)
+    return finish(process, started=started, timeout=timeout, allow=allow)
+
+
+def call(args: Sequence[str], env: Mapping[str, str]) -> Finished:
+    """``bootstrap.cli.main(args, env)`` in this process, its output captured and checked
+    for secrets: for commands that never exec (``render``, ``env``, ``check``)."""
+    from bootstrap.cli import main  # noqa: PLC0415 - the entry point under test
+
+    if args[:1] not in (["render"], ["env"], ["check"], ["--version"], ["--help"]):
+        raise ValueError(f"cloudboot {args[:1]} may exec: run it as a process")
+    out, err = io.StringIO(), io.StringIO()
+    started = time.monotonic()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(args), dict(env))
+    result = Finished(code, out.getvalue(), err.getvalue(), time.monotonic() - started)
+    assert_no_secret(result.stdout)
+    assert_no_secret(result.stderr)
+    return result
+
+
+def run_on_a_terminal(args: Sequence[str], env: Mapping[str, str], *, columns: int = 80) -> str:
+    """cloudboot with stdout and stderr on a pseudo-terminal of ``columns`` columns;
+    everything it printed, raw (escape sequences and carriage returns included)."""
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    process = subprocess.Popen(
+        [*CLOUDBOOT, *args], stdin=subprocess.DEVNULL, stdout=follower, stderr=follower, env=env
+    )
+    os.close(follower)
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + 30
+    with contextlib.suppress(OSError):  # EIO once the child has closed the terminal
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([leader], [], [], 0.5)
+            if ready:
+                data = os.read(leader, 65536)
+                if not data:
+                    break
+                chunks.append(data)
+            elif process.poll() is not None:
+                break
+    os.close(leader)
+    process.wait(timeout=10)
+    return b"".join(chunks).decode("utf-8", "replace")

@@ -39,6 +39,36 @@ from servers import (
 
 pytest_plugins = ["pytester", "leakguard"]
 
+# A test that uses one of these starts (or shares) a throwaway database server: marked
+# ``server`` so that ``make test-fast`` can leave it out.
+# (Fixtures that pick a server with ``request.getfixturevalue`` are named too: pytest
+# cannot see through them.)
+SERVER_FIXTURES = frozenset(
+    {
+        "pg_server",
+        "mariadb_server",
+        "make_pg_server",
+        "make_mariadb_server",
+        "private_servers",
+        "target",
+        "login",
+        "stopped_target",
+    }
+)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "server: needs a throwaway database server (make test-fast leaves it out)"
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.server)
+
+
 for _password in NASTY_PASSWORDS:
     register_secret(_password)
 

@@ -27,6 +27,7 @@ from bootstrap.check.certificates import format_name, host_matches_certificate
 from bootstrap.check.report import STEP_NAMES
 from bootstrap.cli import main
 from bootstrap.secret import Secret
+from factories import login_secret, rds_secret
 from leakguard import assert_no_secret
 from servers import (
     MISMATCH_HOST,
@@ -57,29 +58,14 @@ def target(request: pytest.FixtureRequest) -> Target:
 def environ_for(target: Target, **changes: Any) -> dict[str, str]:
     """The environment of a container whose secret points at ``target``; ``changes``
     replace fields of the secret (lower case) or add variables (upper case)."""
-    secret: dict[str, Any] = {
-        "host": "localhost",
-        "port": target.port,
-        "username": target.user,
-        "password": target.password,
-        "dbname": target.dbname,
-        "engine": target.engine,
-    }
-    return _environ(secret, target.ca_file, changes)
-
-
-def _environ(secret: dict[str, Any], ca_file: Path, changes: dict[str, Any]) -> dict[str, str]:
     env = {
         "PATH": os.environ["PATH"],
         "HOME": os.environ["HOME"],
-        "CLOUDBOOT_CA_FILE": str(ca_file),
+        "CLOUDBOOT_CA_FILE": str(target.ca_file),
     }
-    for key, value in changes.items():
-        if key.isupper():
-            env[key] = str(value)
-        else:
-            secret[key] = value
-    env["DB_SECRET"] = json.dumps(secret)
+    env.update({key: str(value) for key, value in changes.items() if key.isupper()})
+    fields = {key: value for key, value in changes.items() if not key.isupper()}
+    env["DB_SECRET"] = login_secret(target, **fields)
     return env
 
 
@@ -410,9 +396,15 @@ def postgres_tls(leaf: trustme.LeafCert) -> Callable[[socket.socket], None]:
 
 
 def fake_environ(port: int, ca_file: Path, engine: str = "postgres") -> dict[str, str]:
-    secret = {"host": "127.0.0.1", "port": port, "username": "someone",
-              "password": SECRET_PASSWORD, "dbname": "app", "engine": engine}  # fmt: skip
-    return _environ(secret, ca_file, {})
+    secret = rds_secret(
+        host="127.0.0.1", port=port, username="someone", password=SECRET_PASSWORD, engine=engine
+    )
+    return {
+        "PATH": os.environ["PATH"],
+        "HOME": os.environ["HOME"],
+        "CLOUDBOOT_CA_FILE": str(ca_file),
+        "DB_SECRET": secret,
+    }
 
 
 def test_expired_certificate_is_explained(
@@ -526,6 +518,59 @@ def test_mysql_server_refusing_before_tls(
     assert (step.name, report.exit_code) == ("tls", 69)
     assert step.error is not None
     assert "1040 Too many connections" in step.error
+
+
+@pytest.mark.parametrize(
+    "greeting",
+    [
+        b"\x01\x00\x00\x00\x0a",  # a protocol-10 greeting of one byte: no version
+        b"\x06\x00\x00\x00\x0a5.7\x00\x01",  # cut off before the capabilities
+        b"\x05\x00\x00\x00garbage",  # not a greeting at all
+        b"\xff\xff\xff\x00",  # a 16 MiB packet announced
+    ],
+    ids=["no-version", "truncated", "garbage", "huge"],
+)
+def test_an_odd_mysql_greeting_is_a_failed_step_not_a_crash(
+    fake_server: Callable[[Callable[[socket.socket], None]], FakeServer],
+    certs: Certificates,
+    greeting: bytes,
+) -> None:
+    def greet(conn: socket.socket) -> None:
+        conn.sendall(greeting)
+
+    report = run_check(fake_environ(fake_server(greet).port, certs.ca_file, "mysql"))
+    step = report.steps[-1]
+    assert not step.ok
+    assert step.name == "tls"
+    assert report.exit_code in (69, 78)
+    assert step.error
+    assert step.hint
+
+
+def test_a_postgres_answer_that_is_not_s_or_n_is_the_wrong_protocol(
+    fake_server: Callable[[Callable[[socket.socket], None]], FakeServer],
+    certs: Certificates,
+) -> None:
+    def answer(conn: socket.socket) -> None:
+        conn.recv(8)
+        conn.sendall(b"J\x00\x00\x00")
+
+    report = run_check(fake_environ(fake_server(answer).port, certs.ca_file))
+    assert (report.steps[-1].name, report.exit_code) == ("tls", 78)
+
+
+def test_a_query_the_user_may_not_run_is_a_failed_step(
+    pg_server: PostgresServer, secret_password: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A hardened server revokes the statistics views from ordinary users.
+    login = make_target("postgres", pg_server, secret_password, create_database=True)
+    # Catalog privileges are per database: this one alone.
+    revoke = f"REVOKE SELECT ON pg_catalog.pg_stat_ssl FROM PUBLIC, {login.user}"  # noqa: S608 - a generated test user
+    pg_server.admin_sql(revoke, dbname=login.dbname)
+    code, report = run_json(environ_for(login), capsys)
+    step = failing(report)
+    assert (step["name"], code) == ("auth", 77)
+    assert step["error"] == "permission denied"
 
 
 # --- pure helpers ----------------------------------------------------------------------

@@ -19,8 +19,10 @@ from pathlib import Path
 import dotenv
 import pytest
 
+from bootproc import run as cloudboot
+from factories import rds_secret
 from leakguard import assert_no_secret
-from readers import cloudboot, describe, failure, log_events, run, wordpress_sample
+from readers import describe, failure, log_events, run, wordpress_sample
 from servers import NASTY_PASSWORDS
 
 PASSWORD = NASTY_PASSWORDS[0]  # every awkward character, 100+ long, leak-guarded
@@ -28,17 +30,7 @@ SECOND_PASSWORD = NASTY_PASSWORDS[1]
 
 
 def secret(**fields: object) -> str:
-    data: dict[str, object] = {
-        "dbClusterIdentifier": "sample-cluster",
-        "host": "db.internal",
-        "port": 5432,
-        "dbname": "app",
-        "username": "appuser",
-        "password": PASSWORD,
-        "engine": "postgres",
-    }
-    data.update(fields)
-    return json.dumps({k: v for k, v in data.items() if v is not None})
+    return rds_secret(**{"host": "db.internal", "password": PASSWORD, **fields})
 
 
 @pytest.fixture

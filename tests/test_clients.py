@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from bootproc import Target, make_target
+from bootproc import Finished, Target, make_target, run
 from bootstrap.clients import anonymous_file, client_environment, fd_path, find_client
 from bootstrap.engines import engine_for
 from factories import login_secret
@@ -89,19 +89,9 @@ def environ_for(login: Target, places: Places, **secret_changes: object) -> dict
     }
 
 
-def cloudboot(args: list[str], environ: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def cloudboot(args: list[str], environ: dict[str, str]) -> Finished:
     """The real entry point in a child, stdin closed (a prompt would read EOF or hang)."""
-    result = subprocess.run(
-        [sys.executable, "-m", "bootstrap", *args],
-        env=environ,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    assert_no_secret(result.stdout + result.stderr)
-    return result
+    return run(args, environ, home=Path(environ["HOME"]), timeout=30)
 
 
 # --- connected, over TLS, no prompt ----------------------------------------------------

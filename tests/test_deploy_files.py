@@ -28,8 +28,9 @@ import pytest
 from botocore.validate import ParamValidator
 from cfnlint.decode import decode
 
+from bootproc import run as cloudboot
 from imagerun import IMAGES, REPO
-from readers import cloudboot, describe, log_events, wordpress_sample
+from readers import describe, log_events, wordpress_sample
 from servers import SECRET_PASSWORD
 from test_image_wordpress import HEALTH_CHECK_PATH
 

@@ -22,6 +22,7 @@ import stat
 import tomllib
 from pathlib import Path
 
+from bootproc import run as cloudboot
 from imagerun import (
     IMAGES,
     Task,
@@ -32,7 +33,7 @@ from imagerun import (
     http_get,
     wait_http,
 )
-from readers import cloudboot, describe
+from readers import describe
 from servers import HOST, SECRET_PASSWORD, Certificates, PostgresServer, free_port, unique_name
 
 TASKS = 8

@@ -30,9 +30,10 @@ from pathlib import Path
 
 import pytest
 
+from bootproc import run as cloudboot
 from imagerun import IMAGES, Task, Tasks, entrypoint, exec_form, http_get, http_post, wait_http
 from leakguard import assert_no_secret, register_secret
-from readers import cloudboot, describe, reader, run
+from readers import describe, reader, run
 from servers import (
     HOST,
     NASTY_PASSWORDS,

@@ -11,7 +11,6 @@ accepts only TLS (``require_secure_transport=ON``).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -20,8 +19,9 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import pymysql
 import pytest
 
-from factories import url_of
-from readers import cloudboot, describe, mariadb_with_defaults, parse_sqlalchemy_url
+from bootproc import run as cloudboot
+from factories import rds_secret, url_of
+from readers import describe, mariadb_with_defaults, parse_sqlalchemy_url
 from servers import HOST, MISMATCH_HOST, NASTY_PASSWORDS, MariaDBServer, mysql_literal
 
 APP_DB = "cloudboot_app"
@@ -59,15 +59,16 @@ def mysql_users(mariadb_server: MariaDBServer) -> Iterator[list[str]]:
 def secret_env(
     server: MariaDBServer, user: str, password: str, *, host: str = HOST, **settings: str
 ) -> dict[str, str]:
-    secret = {
-        "host": host,
-        "port": str(server.port),
-        "dbname": APP_DB,
-        "username": user,
-        "password": password,
-        "engine": "mariadb",
-    }
-    return {"DB_SECRET": json.dumps(secret), "CLOUDBOOT_CA_FILE": str(server.ca_file), **settings}
+    secret = rds_secret(
+        host=host,
+        port=str(server.port),
+        dbname=APP_DB,
+        username=user,
+        password=password,
+        engine="mariadb",
+        dbClusterIdentifier=None,
+    )
+    return {"DB_SECRET": secret, "CLOUDBOOT_CA_FILE": str(server.ca_file), **settings}
 
 
 def rendered_url(env: Mapping[str, str], home: Path, scheme: str) -> str:
@@ -99,9 +100,9 @@ def test_mariadb_client_and_pymysql_log_in(
     assert sorted(p.name for p in home.iterdir()) == ["my.cnf"]
     assert my_cnf.stat().st_mode & 0o777 == 0o600
 
-    result = mariadb_with_defaults(my_cnf, TLS_SQL, home=home)
-    assert result.returncode == 0, describe(result)
-    assert result.stdout.split("\n")[0].split("\t") == [f"{user}@%", APP_DB, "1"]
+    client = mariadb_with_defaults(my_cnf, TLS_SQL, home=home)
+    assert client.returncode == 0, describe(client)
+    assert client.stdout.split("\n")[0].split("\t") == [f"{user}@%", APP_DB, "1"]
 
     url = rendered_url(env, home, "mysql+pymysql")
     parsed = parse_sqlalchemy_url(url)

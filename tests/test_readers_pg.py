@@ -15,15 +15,15 @@ name the certificate does not name are refused.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from factories import url_of
-from readers import cloudboot, describe, psql, run
+from bootproc import run as cloudboot
+from factories import rds_secret, url_of
+from readers import describe, psql, run
 from servers import HOST, MISMATCH_HOST, NASTY_PASSWORDS, PostgresServer, pg_identifier, pg_literal
 
 APP_DB = "cloudboot_app"
@@ -72,16 +72,10 @@ def secret_env(
     **settings: str,
 ) -> dict[str, str]:
     """Copilot's ``DB_SECRET`` for ``user`` and the settings cloudboot needs here."""
-    secret = {
-        "dbClusterIdentifier": "test-cluster",
-        "host": host,
-        "port": server.port,
-        "dbname": dbname,
-        "username": user,
-        "password": password,
-        "engine": "postgres",
-    }
-    return {"DB_SECRET": json.dumps(secret), "CLOUDBOOT_CA_FILE": str(server.ca_file), **settings}
+    secret = rds_secret(
+        host=host, port=server.port, dbname=dbname, username=user, password=password
+    )
+    return {"DB_SECRET": secret, "CLOUDBOOT_CA_FILE": str(server.ca_file), **settings}
 
 
 def render_files(env: Mapping[str, str], home: Path) -> None:

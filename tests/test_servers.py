@@ -164,6 +164,7 @@ def test_pg_server_starts_later_and_restarts(
     assert "Connection refused" in pg_connect_error(**kwargs)
 
 
+@pytest.mark.server
 def test_pg_cleanup_removes_everything(certs: Certificates) -> None:
     server = PostgresServer(certs)
     server.start()

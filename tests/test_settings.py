@@ -202,3 +202,44 @@ def test_every_settings_problem_at_once_naming_where_never_the_value(tmp_path: P
     ):
         assert name in joined
     assert "-value" not in joined
+
+
+# --- one spelling of each name -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("CLOUDBOOT_sslmode", "must be spelled CLOUDBOOT_SSLMODE"),
+        ("cloudboot_SSLMODE", "must be spelled CLOUDBOOT_SSLMODE"),
+        ("Cloudboot_SslMode", "must be spelled CLOUDBOOT_SSLMODE"),
+        ("CLOUDBOOT_SSL_MODE", "did you mean CLOUDBOOT_SSLMODE?"),
+        ("CLOUDBOOT_WAIT_TIMOUT", "did you mean CLOUDBOOT_WAIT_TIMEOUT?"),
+    ],
+)
+def test_a_variable_in_another_spelling_is_refused(name: str, expected: str) -> None:
+    # Even beside the right spelling: which of the two would win must not matter.
+    problems = problems_of({name: "disable", "CLOUDBOOT_SSLMODE": "verify-full"})
+    assert any(name in p and expected in p for p in problems), problems
+
+
+def test_a_toml_key_in_another_case_is_refused(tmp_path: Path) -> None:
+    path = write_toml(tmp_path, 'SSLMODE = "disable"\n[tls]\nSslMode = "require"\n')
+    problems = problems_of({"CLOUDBOOT_CONFIG": path})
+    assert any("SSLMODE" in p and "lower case: sslmode" in p for p in problems)
+    assert any("SslMode" in p and "lower case: sslmode" in p for p in problems)
+
+
+def test_one_key_given_twice_in_the_file_is_refused(tmp_path: Path) -> None:
+    path = write_toml(tmp_path, 'sslmode = "verify-ca"\n[tls]\nsslmode = "disable"\n')
+    (problem,) = problems_of({"CLOUDBOOT_CONFIG": path})
+    assert "sslmode is set twice" in problem
+    assert "disable" not in problem
+
+
+def test_a_variable_always_overrides_the_file_even_an_off_path(tmp_path: Path) -> None:
+    path = write_toml(tmp_path, 'pgpass = "/run/app/.pgpass"\nsslmode = "verify-ca"\n')
+    settings = settings_of(
+        {"CLOUDBOOT_CONFIG": path, "CLOUDBOOT_PGPASS": "", "CLOUDBOOT_SSLMODE": "verify-full"}
+    )
+    assert (settings.pgpass, settings.sslmode) == ("", "verify-full")

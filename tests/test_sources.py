@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from bootstrap import ConfigError, Target, load
+from factories import rds_secret
 
 PASSWORD = "s3cret:pa@ss/w?rd#%+ 'q\"\\$`é"
 OTHER_PASSWORD = "0ther-Passw0rd!"
@@ -24,17 +25,7 @@ OTHER_PASSWORD = "0ther-Passw0rd!"
 def secret(**fields: Any) -> str:
     """An AWS Secrets Manager RDS secret, as Copilot injects it, with ``fields`` changed
     (a field given as ``None`` is left out)."""
-    data: dict[str, Any] = {
-        "dbClusterIdentifier": "sample-cluster",
-        "password": PASSWORD,
-        "dbname": "app",
-        "engine": "postgres",
-        "port": 5432,
-        "host": "sample-cluster.cluster-abc.eu-west-1.rds.amazonaws.com",
-        "username": "appuser",
-    }
-    data.update(fields)
-    return json.dumps({k: v for k, v in data.items() if v is not None})
+    return rds_secret(**{"password": PASSWORD, **fields})
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,6 @@ first login, a connection dropped after the wait, refusals, deadline and SIGTERM
 from __future__ import annotations
 
 import contextlib
-import os
-import pty
 import select
 import signal
 import socket
@@ -22,7 +20,7 @@ import pymysql
 import pytest
 
 import bootstrap
-from bootproc import Target, finish, make_target, read_until, run, start
+from bootproc import Target, finish, make_target, read_until, run, run_on_a_terminal, start
 from bootstrap import events, load
 from bootstrap.engines import engine_for
 from bootstrap.errors import RefusedError, UnavailableError
@@ -455,40 +453,12 @@ def test_progress_line_on_a_terminal(home: Path, unused_port: int) -> None:
         "CLOUDBOOT_WAIT_TIMEOUT": "1.5",
         "CLOUDBOOT_LOG_FORMAT": "console",
     }
-    output = _run_on_a_terminal(["wait"], clean_env(home, env))
+    output = run_on_a_terminal(["wait"], clean_env(home, env))
     assert_no_secret(output)
     assert "\r" in output
     assert "waiting for 127.0.0.1:" in output
     assert "of 1.5 s, last: retryable (connection refused)" in output
     assert "cloudboot.wait.retry" not in output  # the line replaces per-attempt events
-
-
-def _run_on_a_terminal(args: list[str], env: dict[str, str]) -> str:
-    """cloudboot with stderr (and stdout) on a pseudo-terminal; everything it printed."""
-    import subprocess  # noqa: PLC0415
-
-    from bootproc import CLOUDBOOT  # noqa: PLC0415
-
-    leader, follower = pty.openpty()
-    process = subprocess.Popen(
-        [*CLOUDBOOT, *args], stdin=subprocess.DEVNULL, stdout=follower, stderr=follower, env=env
-    )
-    os.close(follower)
-    chunks: list[bytes] = []
-    deadline = time.monotonic() + 30
-    with contextlib.suppress(OSError):  # EIO once the child has closed the terminal
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([leader], [], [], 0.5)
-            if ready:
-                data = os.read(leader, 65536)
-                if not data:
-                    break
-                chunks.append(data)
-            elif process.poll() is not None:
-                break
-    os.close(leader)
-    process.wait(timeout=10)
-    return b"".join(chunks).decode("utf-8", "replace")
 
 
 # --- late start, restart, drop ---------------------------------------------------------

@@ -17,16 +17,11 @@ from pathlib import Path
 
 import pytest
 
+from bootproc import run as cloudboot
 from bootstrap import plan, write
 from bootstrap.rendering import WP_KEYS, WP_PLACEHOLDER
-from factories import rendered
-from readers import (
-    cloudboot,
-    describe,
-    php_mysqli_connect,
-    php_read_wp_config,
-    wordpress_sample,
-)
+from factories import rds_secret, rendered
+from readers import describe, php_mysqli_connect, php_read_wp_config, wordpress_sample
 from servers import HOST, MISMATCH_HOST, NASTY_PASSWORDS, MariaDBServer, mysql_literal
 
 IDS = [f"password{index}" for index in range(len(NASTY_PASSWORDS))]
@@ -54,16 +49,11 @@ def secret_env(
     dbname: str = "wordpress",
     **settings: str,
 ) -> dict[str, str]:
-    secret = {
-        "host": host,
-        "port": port,
-        "dbname": dbname,
-        "username": user,
-        "password": password,
-        "engine": "mysql",
-    }
+    secret = rds_secret(
+        host=host, port=port, dbname=dbname, username=user, password=password, engine="mysql"
+    )
     return {
-        "DB_SECRET": json.dumps(secret),
+        "DB_SECRET": secret,
         "CLOUDBOOT_WP_CONFIG": str(folder / "wp-config.php"),
         "CLOUDBOOT_CA_FILE": "/etc/ssl/certs/ca-certificates.crt",
         **settings,

@@ -113,8 +113,8 @@ def _resolve(  # noqa: PLR0917 - one call site, every argument a different stage
     if settings.release is not None and len(settings.release) > limit:
         problems.append(f"CLOUDBOOT_RELEASE is longer than {limit} characters ({engine.title})")
     problems += [
-        f"hook {hook.name[:40]!r}...: hook names are limited to {limit} characters"
-        for hook in hooks
+        f"the name of hook number {number} is longer than {limit} characters ({engine.title})"
+        for number, hook in enumerate(hooks, 1)
         if hook.lock and len(hook.name) > limit
     ]
     scheme = settings.url_scheme or engine.default_url_scheme

@@ -13,14 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import events
-from .engines import Connection, Engine, close_quietly, engine_for
+from .engines import RUNS_TABLE, Connection, Engine, close_quietly, engine_for
 from .errors import CloudbootError, UnavailableError
 from .logs import get_logger
 from .retry import retrying
 from .target import Target
-
-RUNS_TABLE = "cloudboot_hook_runs"
-"""cloudboot's own table: one row per (hook, release) that completed."""
 
 
 def ensure_database(target: Target, collation: str | None) -> bool:

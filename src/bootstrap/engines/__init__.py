@@ -16,8 +16,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from ..failures import Failure
+from ..errors import RefusedError
+from ..failures import Failure, Reason, classify_os_error, detail_of, unexpected
 from ..target import EngineName, Target
+from ..tls import TlsSetupError
+
+LOCK_NAME = "cloudboot:hooks"
+"""One lock for every locked hook: two different migrations must not interleave either."""
+
+RUNS_TABLE = "cloudboot_hook_runs"
+"""cloudboot's own table: one row per (hook, release) that completed."""
 
 Created = Literal["created", "exists", "lost_race"]
 
@@ -147,6 +155,37 @@ def engine_for(name: EngineName) -> Engine:
 def all_engines() -> tuple[Engine, ...]:
     """Every engine, in a fixed order (for detection)."""
     return tuple(engine_for(name) for name in _MODULES)
+
+
+def classify_driver_error(
+    exc: BaseException,
+    driver: str,
+    classify: Callable[[BaseException, str], Failure | None],
+    operational: type[BaseException],
+) -> Failure:
+    """What ``exc`` means, for an engine whose driver is the package ``driver``:
+    cloudboot's own TLS set-up error and socket errors are classified alike for every
+    engine; the driver's own exceptions by ``classify(exc, detail)``, then as a failed
+    connection when they are ``operational``; anything else is unexpected."""
+    if isinstance(exc, TlsSetupError):
+        return Failure(Reason.CA_FILE_UNUSABLE, str(exc))
+    if type(exc).__module__.split(".")[0] != driver:
+        return classify_os_error(exc) or unexpected(exc)
+    detail = detail_of(exc)
+    found = classify(exc, detail)
+    if found is not None:
+        return found
+    if isinstance(exc, operational):
+        return Failure(Reason.CONNECTION_FAILED, detail)
+    return unexpected(exc)
+
+
+def may_not_create(target: Target, grant: str) -> RefusedError:
+    """The refusal when the user lacks the right to create the target's database."""
+    return RefusedError(
+        f"user {target.user} may not create database {target.dbname}",
+        hint=f"create the database beforehand, or grant {grant} to the user",
+    )
 
 
 def close_quietly(connection: Connection) -> None:

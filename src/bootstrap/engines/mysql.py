@@ -16,14 +16,24 @@ from types import MappingProxyType
 from typing import Any
 
 from ..errors import ConfigError, RefusedError, UnavailableError
-from ..failures import Failure, Reason, classify_os_error, detail_of, unexpected
+from ..failures import Failure, Reason, classify_os_error
 from ..rendering import render_my_cnf
 from ..target import Target
-from ..tls import TlsSetupError, client_context
-from . import ClientLaunch, ClientSpec, Connection, Created, close_quietly, fetch_one, placeholder
+from ..tls import client_context
+from . import (
+    LOCK_NAME,
+    RUNS_TABLE,
+    ClientLaunch,
+    ClientSpec,
+    Connection,
+    Created,
+    classify_driver_error,
+    close_quietly,
+    fetch_one,
+    may_not_create,
+    placeholder,
+)
 
-LOCK_NAME = "cloudboot:hooks"
-RUNS_TABLE = "cloudboot_hook_runs"
 _MAX_KEY = 190  # utf8mb4 VARCHAR(190): a two-column primary key any InnoDB row format takes
 _MAX_LOCK_NAME = 64  # GET_LOCK names: MySQL 5.7+ refuses longer ones
 
@@ -140,30 +150,9 @@ class MySQLFamily:
         return connection
 
     def classify(self, exc: BaseException) -> Failure:
-        if isinstance(exc, TlsSetupError):
-            return Failure(Reason.CA_FILE_UNUSABLE, str(exc))
-        if type(exc).__module__.split(".")[0] != "pymysql":
-            return classify_os_error(exc) or unexpected(exc)
-        from pymysql.constants import CR, ER  # noqa: PLC0415
         from pymysql.err import OperationalError  # noqa: PLC0415
 
-        detail = detail_of(exc)
-        code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
-        if code == CR.CR_CONN_HOST_ERROR:
-            # Network, DNS and TLS failures all arrive as 2003, the cause attached.
-            cause = getattr(exc, "original_exception", None)
-            found = classify_os_error(cause, detail) if isinstance(cause, BaseException) else None
-            return found or Failure(Reason.CONNECTION_FAILED, detail)
-        if code == ER.ACCESS_DENIED_ERROR:
-            # MariaDB answers a plaintext login under require_secure_transport with 1045,
-            # the same number as a wrong password: say both.
-            return Failure(Reason.ACCESS_DENIED, detail, HINT_DENIED)
-        known = _code_reasons().get(code or 0)
-        if known is not None:
-            return Failure(known, detail)
-        if isinstance(exc, OperationalError):
-            return Failure(Reason.CONNECTION_FAILED, detail)
-        return unexpected(exc)
+        return classify_driver_error(exc, "pymysql", _classify_pymysql, OperationalError)
 
     def create_database(self, target: Target, collation: str | None, timeout: float) -> Created:
         from pymysql.constants import ER  # noqa: PLC0415
@@ -182,10 +171,7 @@ class MySQLFamily:
                     ER.SPECIFIC_ACCESS_DENIED_ERROR,
                 )
                 if code in denied:
-                    raise RefusedError(
-                        f"user {target.user} may not create database {target.dbname}",
-                        hint="create the database beforehand, or grant CREATE to the user",
-                    ) from None
+                    raise may_not_create(target, "CREATE") from None
                 if code in (ER.COLLATION_CHARSET_MISMATCH, ER.UNKNOWN_COLLATION):
                     raise ConfigError(
                         [f"CLOUDBOOT_COLLATION {collation} is not a utf8mb4 collation this "
@@ -282,6 +268,23 @@ class MySQLFamily:
             environment={},
             files={"my.cnf": render_my_cnf(target)},
         )
+
+
+def _classify_pymysql(exc: BaseException, detail: str) -> Failure | None:
+    from pymysql.constants import CR, ER  # noqa: PLC0415
+
+    code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
+    if code == CR.CR_CONN_HOST_ERROR:
+        # Network, DNS and TLS failures all arrive as 2003, the cause attached.
+        cause = getattr(exc, "original_exception", None)
+        found = classify_os_error(cause, detail) if isinstance(cause, BaseException) else None
+        return found or Failure(Reason.CONNECTION_FAILED, detail)
+    if code == ER.ACCESS_DENIED_ERROR:
+        # MariaDB answers a plaintext login under require_secure_transport with 1045,
+        # the same number as a wrong password: say both.
+        return Failure(Reason.ACCESS_DENIED, detail, HINT_DENIED)
+    known = _code_reasons().get(code or 0)
+    return None if known is None else Failure(known, detail)
 
 
 def _wrong_protocol() -> ConfigError:

@@ -16,16 +16,22 @@ from types import MappingProxyType
 from typing import Any
 
 from ..errors import ConfigError, RefusedError
-from ..failures import Failure, Reason, classify_os_error, detail_of, unexpected
+from ..failures import Failure, Reason
 from ..rendering import render_pg_service, render_pgpass
 from ..target import Target
-from ..tls import TlsSetupError
-from . import ClientLaunch, ClientSpec, Connection, Created, close_quietly, fetch_one, placeholder
-
-LOCK_NAME = "cloudboot:hooks"
-"""One lock for every locked hook: two different migrations must not interleave either."""
-
-RUNS_TABLE = "cloudboot_hook_runs"
+from . import (
+    LOCK_NAME,
+    RUNS_TABLE,
+    ClientLaunch,
+    ClientSpec,
+    Connection,
+    Created,
+    classify_driver_error,
+    close_quietly,
+    fetch_one,
+    may_not_create,
+    placeholder,
+)
 
 # The SSLRequest packet: length 8, then the request code 1234.5679.
 _SSL_REQUEST = struct.pack("!II", 8, 80877103)
@@ -167,31 +173,9 @@ class Postgres:
         return self.connect(target, timeout=timeout, dbname=fallback)
 
     def classify(self, exc: BaseException) -> Failure:
-        if isinstance(exc, TlsSetupError):
-            return Failure(Reason.CA_FILE_UNUSABLE, str(exc))
-        if type(exc).__module__.split(".")[0] != "psycopg":
-            return classify_os_error(exc) or unexpected(exc)
-        detail = detail_of(exc)
-        for error_class, reason in _state_reasons():
-            if isinstance(exc, error_class):
-                return Failure(reason, detail)
-        # psycopg puts the last attempt's failure first; a summary of all attempts follows.
-        first = str(exc).split("Multiple connection attempts failed", 1)[0]
-        server = _SERVER_SAYS.search(first)
-        if server is not None:
-            return Failure(_server_reason(server.group(1).strip()), detail)
-        message = first.lower()
-        for needle, reason in _CLIENT_RULES:
-            if needle in message:
-                return Failure(reason, detail)
-        pgconn = getattr(exc, "pgconn", None)
-        if pgconn is not None and getattr(pgconn, "needs_password", False):
-            return Failure(Reason.NO_PASSWORD, detail)
-        import psycopg  # noqa: PLC0415
+        import psycopg  # noqa: PLC0415 - only a postgres boot loads psycopg
 
-        if isinstance(exc, psycopg.OperationalError):
-            return Failure(Reason.CONNECTION_FAILED, detail)
-        return unexpected(exc)
+        return classify_driver_error(exc, "psycopg", _classify_psycopg, psycopg.OperationalError)
 
     def create_database(self, target: Target, collation: str | None, timeout: float) -> Created:
         from psycopg import errors, sql  # noqa: PLC0415
@@ -208,10 +192,7 @@ class Postgres:
             except (errors.DuplicateDatabase, errors.UniqueViolation):
                 return "lost_race"  # another task created it between our check and CREATE
             except errors.InsufficientPrivilege:
-                raise RefusedError(
-                    f"user {target.user} may not create database {target.dbname}",
-                    hint="create the database beforehand, or grant CREATEDB to the user",
-                ) from None
+                raise may_not_create(target, "CREATEDB") from None
             return "created"
         finally:
             close_quietly(connection)
@@ -298,6 +279,26 @@ class Postgres:
             },
             files={"pgpass": pgpass, "pg_service.conf": service},
         )
+
+
+def _classify_psycopg(exc: BaseException, detail: str) -> Failure | None:
+    for error_class, reason in _state_reasons():
+        if isinstance(exc, error_class):
+            return Failure(reason, detail)
+    # psycopg puts the last attempt's failure first; a summary of all attempts follows.
+    # A failed login has no SQLSTATE: libpq's words are all there is.
+    first = str(exc).split("Multiple connection attempts failed", 1)[0]
+    server = _SERVER_SAYS.search(first)
+    if server is not None:
+        return Failure(_server_reason(server.group(1).strip()), detail)
+    message = first.lower()
+    for needle, reason in _CLIENT_RULES:
+        if needle in message:
+            return Failure(reason, detail)
+    pgconn = getattr(exc, "pgconn", None)
+    if pgconn is not None and getattr(pgconn, "needs_password", False):
+        return Failure(Reason.NO_PASSWORD, detail)
+    return None
 
 
 def _server_reason(said: str) -> Reason:
