@@ -30,7 +30,6 @@ from hypothesis import strategies as st
 from bootstrap import Secret, Target, load
 from bootstrap.rendering import (
     escape_pgpass,
-    escape_php,
     quote_component,
     quote_dotenv,
     quote_option_file,
@@ -41,6 +40,7 @@ from bootstrap.rendering import (
     render_profile,
     render_url,
 )
+from bootstrap.wpconfig import escape_php
 from factories import unit_target
 from readers import clean_env, parse_sqlalchemy_url, reader
 

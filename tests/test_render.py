@@ -29,8 +29,6 @@ from bootstrap import (
     write,
 )
 from bootstrap.rendering import (
-    WP_KEYS,
-    WP_PLACEHOLDER,
     render_my_cnf,
     render_pg_service,
     render_pgpass,
@@ -38,6 +36,8 @@ from bootstrap.rendering import (
     render_wp_config,
     wp_constants,
 )
+from bootstrap.wpconfig import KEYS as WP_KEYS
+from bootstrap.wpconfig import PLACEHOLDER as WP_PLACEHOLDER
 from factories import rds_secret, rendered, unit_target
 
 CA = "/etc/ssl/certs/rds global-bundle.pem"
@@ -263,7 +263,7 @@ TEMPLATE = """<?php
 // a comment: define( 'DB_NAME', 'not this one' );
 define( 'DB_NAME', 'database_name_here' );
 define('DB_USER',   'username_here');
-  define( 'DB_PASSWORD', 'indented lines are not WordPress's own' );
+  define( 'DB_PASSWORD', 'indented, and not managed here' );
 define( 'AUTH_KEY',         'put your unique phrase here' );
 define( 'NONCE_SALT',       'already set by hand' );
 $table_prefix = 'wp_';
@@ -279,7 +279,7 @@ def test_wp_config_rewrites_only_the_define_lines_keeping_padding() -> None:
         "define( 'DB_NAME', 'app' );\n",
         "define( 'DB_USER',   'u\\'s' );\n",
         "define( 'MYSQL_CLIENT_FLAGS', 0 );\n",
-        "  define( 'DB_PASSWORD', 'indented lines are not WordPress's own' );\n",
+        "  define( 'DB_PASSWORD', 'indented, and not managed here' );\n",
         "define( 'AUTH_KEY',         'fresh-key' );\n",
         "define( 'NONCE_SALT',       'already set by hand' );\n",
         "$table_prefix = 'wp_';\n",

@@ -19,7 +19,8 @@ import pytest
 
 from bootproc import run as cloudboot
 from bootstrap import plan, write
-from bootstrap.rendering import WP_KEYS, WP_PLACEHOLDER
+from bootstrap.wpconfig import KEYS as WP_KEYS
+from bootstrap.wpconfig import PLACEHOLDER as WP_PLACEHOLDER
 from factories import rds_secret, rendered
 from readers import describe, php_mysqli_connect, php_read_wp_config, wordpress_sample
 from servers import HOST, MISMATCH_HOST, NASTY_PASSWORDS, MariaDBServer, mysql_literal

@@ -9,9 +9,6 @@ environment.
 
 from __future__ import annotations
 
-import re
-import secrets
-import string
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +19,7 @@ from .errors import ConfigError
 from .readfile import UnreadableFile, read_regular_file
 from .secret import register_secret_form
 from .target import Target
+from .wpconfig import WpConfigRefused, edit, escape_php
 
 if TYPE_CHECKING:
     from .config import Config
@@ -220,25 +218,6 @@ def render_my_cnf(target: Target) -> str:
 # --- wp-config.php ---------------------------------------------------------------------
 
 
-def escape_php(value: str) -> str:
-    """A PHP single-quoted string body: ``\\`` and ``'`` escaped in one pass."""
-    return value.replace("\\", "\\\\").replace("'", "\\'")
-
-
-WP_PLACEHOLDER = "put your unique phrase here"
-WP_KEYS = (
-    "AUTH_KEY",
-    "SECURE_AUTH_KEY",
-    "LOGGED_IN_KEY",
-    "NONCE_KEY",
-    "AUTH_SALT",
-    "SECURE_AUTH_SALT",
-    "LOGGED_IN_SALT",
-    "NONCE_SALT",
-)
-# WordPress's own salt alphabet (wp_generate_password with special characters), less
-# the quote and backslash so that no escaping is needed.
-_SALT_ALPHABET = string.ascii_letters + string.digits + "!@#$%^&*()-_ []{}<>~`+=,.;:/?|"
 _CLIENT_FLAGS = {
     "verify-full": "MYSQLI_CLIENT_SSL | MYSQLI_CLIENT_SSL_VERIFY_SERVER_CERT",
     "verify-ca": "MYSQLI_CLIENT_SSL | MYSQLI_CLIENT_SSL_VERIFY_SERVER_CERT",
@@ -253,55 +232,14 @@ def wp_db_host(target: Target) -> str:
     return f"{url_host(host)}:{target.port}"
 
 
-def _define_pattern(name: str) -> re.Pattern[str]:
-    # The same lines WordPress's installer rewrites: unindented, padding kept.
-    return re.compile(rf"^define\(\s*'{name}'\s*,([ \t]*)")
-
-
-def _line_ending(line: str) -> str:
-    return line[len(line.rstrip("\r\n")) :]
-
-
 def render_wp_config(
     template: str, constants: Mapping[str, str], *, salt: Mapping[str, str] | None = None
 ) -> str:
-    """``template`` with each of ``constants`` (name → PHP expression) defined once.
-
-    Existing ``define`` lines are rewritten in place, keeping their padding and line
-    ending; missing ones are added after the last database constant. Keys and salts
-    still holding the sample's placeholder get fresh random values. Every other line is
-    kept byte for byte, so a second run gives the same text.
-    """
-    # Split at LF only, keeping it: str.splitlines would also split at \f, \x1c, \u2028
-    # and others, which PHP does not treat as line ends.
-    lines = re.findall(r"[^\n]*\n|[^\n]+$", template)
-    missing = dict(constants)
-    last_db_line = None
-    for index, line in enumerate(lines):
-        for name in list(constants):
-            match = _define_pattern(name).match(line)
-            if match:
-                ending = _line_ending(line) or "\n"
-                lines[index] = f"define( '{name}',{match.group(1)}{constants[name]} );{ending}"
-                missing.pop(name, None)
-                last_db_line = index
-        for key in WP_KEYS:
-            match = _define_pattern(key).match(line)
-            if match and f"'{WP_PLACEHOLDER}'" in line:
-                value = (salt or {}).get(key) or _new_salt()
-                lines[index] = line.replace(f"'{WP_PLACEHOLDER}'", f"'{escape_php(value)}'", 1)
-    if missing:
-        ending = _line_ending(lines[0]) if lines else "\n"
-        added = [
-            f"define( '{name}', {expr} );{ending or chr(10)}" for name, expr in missing.items()
-        ]
-        at = last_db_line + 1 if last_db_line is not None else (1 if lines else 0)
-        lines[at:at] = added
-    return "".join(lines)
-
-
-def _new_salt() -> str:
-    return "".join(secrets.choice(_SALT_ALPHABET) for _ in range(64))
+    """``template`` with each of ``constants`` (name → PHP expression) defined once, in
+    PHP code (see :mod:`bootstrap.wpconfig`); raises
+    :class:`~bootstrap.wpconfig.WpConfigRefused`."""
+    data = template.encode("utf-8", "surrogateescape")
+    return edit(data, constants, salt=salt).decode("utf-8", "surrogateescape")
 
 
 def wp_constants(target: Target, *, collate: str) -> dict[str, str]:
@@ -378,38 +316,46 @@ def render(config: Config) -> Rendering:
     return Rendering(environment, tuple(files), frozenset({config.settings.url_env}))
 
 
-def _read_template(path: Path) -> str:
-    # Bytes, then decode: read_text would turn CRLF into LF, and every line that is not
-    # ours must stay byte for byte.
-    return read_regular_file(path, limit=MAX_WP_CONFIG_BYTES).decode("utf-8")
+def _read_template(path: Path) -> bytes:
+    # Bytes: every line that is not ours stays byte for byte (CRLF, bytes that are not
+    # UTF-8 in a comment).
+    return read_regular_file(path, limit=MAX_WP_CONFIG_BYTES)
 
 
 def _render_wp_artifact(path: Path, config: Config, problems: list[str]) -> FileArtifact | None:
     constants = wp_constants(config.target, collate=config.settings.wp_collate)
     try:
         template = _read_template(path)
-        keep = True
     except FileNotFoundError:
+        template = b""
+    except UnreadableFile as exc:
+        problems.append(f"CLOUDBOOT_WP_CONFIG: {path} cannot be read ({_why(exc)})")
+        return None
+    # An empty file is a missing one (what the official image's entrypoint checks too):
+    # created from the sample, never constants without a <?php around them.
+    keep = bool(template.strip())
+    if not keep:
         sample = config.wp_config_sample or path.parent / "wp-config-sample.php"
         try:
             template = _read_template(sample)
-        except (FileNotFoundError, UnreadableFile, UnicodeDecodeError) as exc:
+        except (FileNotFoundError, UnreadableFile) as exc:
             problems.append(
                 f"CLOUDBOOT_WP_CONFIG: {path} does not exist and its sample {sample} "
                 f"cannot be read ({_why(exc)})"
             )
             return None
-        keep = False
-    except (UnreadableFile, UnicodeDecodeError) as exc:
-        problems.append(f"CLOUDBOOT_WP_CONFIG: {path} cannot be read ({_why(exc)})")
+        source = sample
+    else:
+        source = path
+    try:
+        text = edit(template, constants)
+    except WpConfigRefused as exc:
+        problems += [f"CLOUDBOOT_WP_CONFIG: {source}: {problem}" for problem in exc.problems]
         return None
-    text = render_wp_config(template, constants)
-    return FileArtifact("wp_config", path, text.encode(), WP_CONFIG_MODE, keep_existing_mode=keep)
+    return FileArtifact("wp_config", path, text, WP_CONFIG_MODE, keep_existing_mode=keep)
 
 
 def _why(exc: Exception) -> str:
     if isinstance(exc, UnreadableFile):
         return exc.reason
-    if isinstance(exc, FileNotFoundError):
-        return "it does not exist"
-    return "not UTF-8 text"
+    return "it does not exist"
