@@ -7,22 +7,37 @@ BIN := $(VENV)/bin
 # WordPress's own files, Elixir for Ecto's URL parsing, and the two servers.
 # wordpress-theme-twentytwentythree is only a Recommends of wordpress, and apt-get runs
 # with --no-install-recommends: the WordPress install test needs a theme to install.
+# The framework clients of tests/test_framework_urls.py: Node with npm (pg, mysql2,
+# Prisma's adapters from tests/frameworks/node's lockfile), ActiveRecord with the pg and
+# mysql2 gems, Laravel's database layer with PDO pgsql/mysql, and what mysqlclient (PyPI)
+# builds against.
 DEBIAN_PACKAGES := postgresql postgresql-client mariadb-server mariadb-client \
-	php-cli php-mysql wordpress wordpress-theme-twentytwentythree elixir jq ca-certificates
+	php-cli php-mysql wordpress wordpress-theme-twentytwentythree elixir jq ca-certificates \
+	nodejs npm ruby ruby-activerecord ruby-pg ruby-mysql2 php-pgsql php-illuminate-database \
+	default-libmysqlclient-dev pkg-config gcc
+NODE_CLIENTS := tests/frameworks/node
 
-.PHONY: all venv system-deps lint test demo bench clean
+.PHONY: all venv node-clients system-deps lint test demo bench clean
 
 all: test
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
+# mysqlclient builds against libmariadb: the Debian packages come first.
+$(VENV)/.installed: pyproject.toml | system-deps $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
 venv: $(VENV)/.installed
+
+# Exactly the lockfile's versions; again only when the lockfile changes.
+$(NODE_CLIENTS)/node_modules/.package-lock.json: $(NODE_CLIENTS)/package-lock.json | system-deps
+	cd $(NODE_CLIENTS) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+node-clients: $(NODE_CLIENTS)/node_modules/.package-lock.json
 
 # apt-get only as root and only for what is missing, so a developer's machine without
 # root is left alone (the tests then say which reader is absent).
@@ -45,7 +60,7 @@ lint: venv
 	$(BIN)/mypy
 	$(BIN)/hadolint images/wordpress/Dockerfile images/phoenix/Dockerfile
 
-test: system-deps venv lint
+test: system-deps venv node-clients lint
 	$(BIN)/pytest
 
 demo: system-deps venv
@@ -55,4 +70,4 @@ bench: system-deps venv
 	$(BIN)/python benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(NODE_CLIENTS)/node_modules
