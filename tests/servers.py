@@ -537,11 +537,18 @@ class PostgresServer(_Server):
     def create_user(self, name: str, password: str, *, createdb: bool = True) -> None:
         """A login role ``name`` with ``password`` (any characters but NUL), allowed to
         create databases unless told otherwise."""
+        self.create_users([(name, password)], createdb=createdb)
+
+    def create_users(self, users: Sequence[tuple[str, str]], *, createdb: bool = True) -> None:
+        """:meth:`create_user` for each ``(name, password)``, in one ``psql`` run."""
         options = "LOGIN CREATEDB" if createdb else "LOGIN"
         self.admin_sql(
             "SET standard_conforming_strings = on;\n"
-            f"CREATE ROLE {pg_identifier(name)} {options} PASSWORD {pg_literal(password)};\n",
-            redact=(password,),
+            + "".join(
+                f"CREATE ROLE {pg_identifier(name)} {options} PASSWORD {pg_literal(password)};\n"
+                for name, password in users
+            ),
+            redact=tuple(password for _, password in users),
         )
 
     def create_database(self, name: str, owner: str | None = None) -> None:
@@ -725,11 +732,18 @@ class MariaDBServer(_Server):
     def create_user(self, name: str, password: str) -> None:
         """User ``name``@``%`` with ``password`` (sent as UTF-8) and ALL PRIVILEGES on
         ``*.*``, so it can create databases and use ``GET_LOCK``."""
-        account = f"{mysql_literal(name)}@'%'"
+        self.create_users([(name, password)])
+
+    def create_users(self, users: Sequence[tuple[str, str]]) -> None:
+        """:meth:`create_user` for each ``(name, password)``, in one ``mariadb`` run."""
+        statements = []
+        for name, password in users:
+            account = f"{mysql_literal(name)}@'%'"
+            statements.append(f"CREATE USER {account} IDENTIFIED BY {mysql_literal(password)};\n")
+            statements.append(f"GRANT ALL PRIVILEGES ON *.* TO {account};\n")
         self.admin_sql(
-            f"CREATE USER {account} IDENTIFIED BY {mysql_literal(password)};\n"
-            f"GRANT ALL PRIVILEGES ON *.* TO {account};\n",
-            redact=(password, mysql_literal(password)),
+            "".join(statements),
+            redact=tuple(v for _, p in users for v in (p, mysql_literal(p))),
         )
 
     def create_database(self, name: str) -> None:

@@ -16,8 +16,9 @@ One process per consumer reads all its cases (``frameworkrun``).
 
 from __future__ import annotations
 
+import json
+import re
 import secrets
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -25,7 +26,15 @@ from typing import Any
 
 import pytest
 
-from bootstrap.urls import DIALECTS, Endpoint, UrlRefused, libpq_variables, render_variables
+from bootstrap.urls import (
+    DIALECTS,
+    Endpoint,
+    UrlRefused,
+    libpq_variables,
+    node_pg_password_differs,
+    quote_component,
+    render_variables,
+)
 from frameworkrun import Case, command, run_cases
 from leakguard import register_secret
 from servers import (
@@ -87,10 +96,7 @@ def _db_has(chars: str) -> Callable[[Endpoint], bool]:
 
 
 def _node_pg_cannot(e: Endpoint) -> bool:
-    # SASLprep: PostgreSQL hashes the NFKC form; Node's pg sends the password as it is.
-    return any(c in e.dbname for c in "#?/") or unicodedata.normalize("NFKC", e.password) != (
-        e.password
-    )
+    return any(c in e.dbname for c in "#?/") or node_pg_password_differs(e.password)
 
 
 def _socket_localhost(e: Endpoint) -> bool:
@@ -98,14 +104,13 @@ def _socket_localhost(e: Endpoint) -> bool:
 
 
 def _laravel_cannot(e: Endpoint) -> bool:
-    import json  # noqa: PLC0415
-
     def decodes(value: str) -> bool:
+        # A plain integer comes back as the same string; any other JSON changes.
         try:
             json.loads(value)
         except ValueError:
             return False
-        return True
+        return not re.fullmatch(r"0|-?[1-9][0-9]{0,17}", value)
 
     return (
         ":" in e.host
@@ -128,7 +133,7 @@ CONSUMERS = (
     Consumer("prisma-adapter-mariadb", "prisma", "mysql", "node", "prisma-mariadb",
              VERIFY_FULL_ONLY, lambda _: False, NODE_HOST, NODE_MISMATCH,
              # A refusal waits for the pool's acquireTimeout (10 s by default).
-             (("acquireTimeout", "3000"),)),
+             (("acquireTimeout", "3000"), ("connectionLimit", "1"))),
     Consumer("mysql2", "mysql2", "mysql", "node", "mysql2",
              frozenset({"verify-full", "require", "disable"}),
              lambda e: e.host == "::1", NODE_HOST, NODE_MISMATCH),
@@ -162,6 +167,10 @@ class Servers:
     tls_off: PostgresServer | MariaDBServer
     corpus: tuple[Credential, ...]
     matrix: Credential
+    oddities: dict[str, Credential]
+    """Users for the hazards: ``json`` (a password Laravel would decode), ``int`` (one it
+    decodes to the same string), ``nfd`` (one NFKC changes and SASLprep prohibits: an
+    emoji is unassigned in Unicode 3.2), ``hash-db`` (a database name with ``#``)."""
 
 
 def _corpus(engine: str) -> list[Credential]:
@@ -193,18 +202,24 @@ def _set_up(
     engine = "postgres" if isinstance(good, PostgresServer) else "mysql"
     corpus = _corpus(engine)
     # On both: a consumer that can only be given disable logs in on the TLS-off one.
-    for server in (good, tls_off):
-        for cred in corpus:
-            register_secret(cred.password)
-            server.create_user(cred.user, cred.password)
-        for dbname in {c.dbname for c in corpus}:
-            server.create_database(dbname)
     register_secret(MATRIX_PASSWORD)
     matrix = Credential(f"fwm_{secrets.token_hex(3)}", MATRIX_PASSWORD, f"fwm-db.{engine}")
+    for cred in corpus:
+        register_secret(cred.password)
+    tag = secrets.token_hex(3)
+    oddities = {
+        "json": Credential(f"fwjson_{tag}", "1e3", matrix.dbname),
+        "nfd": Credential(f"fwnfd_{tag}", "caf\u00e9-e\u0301-\U0001f511", matrix.dbname),
+        "int": Credential(f"fwint_{tag}", "4815162342", matrix.dbname),
+        "nfc-ok": Credential(f"fwnfc_{tag}", "cafe\u0301-\u00bd", matrix.dbname),
+        "hash-db": Credential(f"fwhash_{tag}", MATRIX_PASSWORD, f"fw#hash_{tag}"),
+    }
+    everyone = (*corpus, matrix, *oddities.values())
     for server in (good, tls_off):
-        server.create_user(matrix.user, matrix.password)
-        server.create_database(matrix.dbname)
-    return Servers(certs, good, tls_off, tuple(corpus), matrix)
+        server.create_users([(c.user, c.password) for c in everyone])
+        for dbname in {c.dbname for c in everyone}:
+            server.create_database(dbname)
+    return Servers(certs, good, tls_off, tuple(corpus), matrix, oddities)
 
 
 @pytest.fixture(scope="module")
@@ -344,3 +359,126 @@ def test_every_dialect_is_proved_or_is_an_alias() -> None:
     proved = {c.dialect for c in CONSUMERS}
     aliases = {"postgresql", "postgres", "mysql+pymysql", "ecto", "mysql"}
     assert set(DIALECTS) == proved - {None} | aliases
+
+
+# --- why: what the refusals and the dialects' choices guard against ----------------------
+
+
+@dataclass(frozen=True)
+class Hazard:
+    """A URL a careless renderer would write, and what the real client then does."""
+
+    what: str
+    language: str
+    client: str
+    engine: str
+    url: Callable[[Servers], str]
+    outcome: str
+    """``plaintext``: logs in without TLS; ``login``: logs in (where it must not);
+    ``refused``: cannot log in (where it should); ``typeerror``: rejects the URL."""
+    env: tuple[tuple[str, str], ...] = ()
+
+
+def _q(value: str) -> str:
+    return quote_component(value)
+
+
+def _hazard_url(
+    scheme: str, *, tls_off: bool = False, host: str = HOST, query: str = "", cred: str = "m"
+) -> Callable[[Servers], str]:
+    def build(servers: Servers) -> str:
+        c = servers.matrix if cred == "m" else servers.oddities[cred]
+        port = (servers.tls_off if tls_off else servers.good).port
+        ca = _q(str(servers.certs.ca_file))
+        q = query.replace("{ca}", ca)
+        return f"{scheme}://{_q(c.user)}:{_q(c.password)}@{host}:{port}/{_q(c.dbname)}{q}"
+
+    return build
+
+
+_MYSQL_URI = "?ssl-mode=VERIFY_IDENTITY&ssl-ca={ca}"
+HAZARDS = (
+    # Today's mysql:// (MySQL URI spelling) says VERIFY_IDENTITY; these clients ignore it.
+    Hazard("mysql2 ignores ssl-mode", "node", "mysql2", "mysql",
+           _hazard_url("mysql", tls_off=True, query=_MYSQL_URI), "plaintext"),
+    Hazard("Prisma's adapter-mariadb ignores ssl-mode", "node", "prisma-mariadb", "mysql",
+           _hazard_url("mysql", tls_off=True, query=_MYSQL_URI), "plaintext"),
+    Hazard("Laravel ignores ssl-mode", "php", "", "mysql",
+           _hazard_url("mysql", tls_off=True, query=_MYSQL_URI), "plaintext"),
+    Hazard("dj-database-url passes ssl-mode to MySQLdb", "python", "django", "mysql",
+           _hazard_url("mysql", query=_MYSQL_URI), "typeerror"),
+    Hazard("the mysql2 gem ignores ssl_mode and sslca", "ruby", "", "mysql",
+           _hazard_url("mysql2", tls_off=True, query="?ssl_mode=verify_identity&sslca={ca}"),
+           "plaintext"),
+    Hazard("the mysql2 gem ignores sslverify", "ruby", "", "mysql",
+           _hazard_url("mysql2", host=MISMATCH_HOST, query="?sslverify=true&sslca={ca}"),
+           "login"),
+    # MySQLdb on MariaDB Connector/C: REQUIRED falls back, VERIFY_CA checks the host.
+    Hazard("MySQLdb ssl_mode=REQUIRED falls back to plaintext", "python", "sqlalchemy",
+           "mysql", _hazard_url("mysql+mysqldb", tls_off=True,
+                                query="?ssl_mode=REQUIRED&ssl_ca={ca}"), "plaintext"),
+    Hazard("MySQLdb ssl_mode=VERIFY_CA checks the host name", "python", "sqlalchemy",
+           "mysql", _hazard_url("mysql+mysqldb", host=MISMATCH_HOST,
+                                query="?ssl_mode=VERIFY_CA&ssl_ca={ca}"), "refused"),
+    # mysql2 checks the identity of host names only.
+    Hazard("mysql2 verifyIdentity skips an IP address", "node", "mysql2", "mysql",
+           _hazard_url("mysql", host=MISMATCH_HOST,
+                       query="?ssl=" + _q('{"rejectUnauthorized":true,"verifyIdentity":true}')),
+           "login", (("NODE_EXTRA_CA_CERTS", "{ca_file}"),)),
+    # PyMySQL without any ssl key tries TLS ("preferred"), so disable needs ssl_disabled.
+    Hazard("PyMySQL without ssl keys still uses TLS", "python", "sqlalchemy", "mysql",
+           _hazard_url("mysql+pymysql"), "login"),
+    # node-postgres: verify-ca means verify-full without uselibpqcompat.
+    Hazard("node-postgres verify-ca checks the host name", "node", "pg", "postgres",
+           _hazard_url("postgresql", host=NODE_MISMATCH,
+                       query="?sslmode=verify-ca&sslrootcert={ca}"), "refused"),
+    Hazard("node-postgres reads %23 in a database name as is", "node", "pg", "postgres",
+           _hazard_url("postgresql", cred="hash-db", query="?sslmode=disable"), "refused"),
+    Hazard("node-postgres sends the password without SASLprep", "node", "pg", "postgres",
+           _hazard_url("postgresql", host="localhost", cred="nfd",
+                       query="?sslmode=verify-full&sslrootcert={ca}"), "refused"),
+    Hazard("node-postgres normalizes like the server when SASLprep accepts", "node", "pg",
+           "postgres", _hazard_url("postgresql", host="localhost", cred="nfc-ok",
+                                   query="?sslmode=verify-full&sslrootcert={ca}"), "login"),
+    # Laravel json_decodes every URL part.
+    Hazard("Laravel JSON-decodes a password", "php", "", "postgres",
+           _hazard_url("pgsql", cred="json", query="?sslmode=verify-full&sslrootcert={ca}"),
+           "refused"),
+    Hazard("Laravel's decoded integer password still logs in", "php", "", "postgres",
+           _hazard_url("pgsql", cred="int", query="?sslmode=verify-full&sslrootcert={ca}"),
+           "login"),
+    Hazard("Laravel keeps the brackets of an IPv6 host", "php", "", "postgres",
+           _hazard_url("pgsql", host="[::1]", query="?sslmode=verify-full&sslrootcert={ca}"),
+           "refused"),
+    # PyMySQL sends a str password as Latin-1.
+    Hazard("PyMySQL cannot send a non-ASCII password", "python", "sqlalchemy", "mysql",
+           _hazard_url("mysql+pymysql", cred="nfd", query="?ssl_ca={ca}"), "refused"),
+)  # fmt: skip
+
+
+def _expect(hazard: Hazard, answer: dict[str, Any]) -> str | None:
+    got = "refused" if not answer["ok"] else ("plaintext" if answer["ssl"] is None else "login")
+    if hazard.outcome == "typeerror":
+        got = "typeerror" if "TypeError" in str(answer.get("error")) else got
+    return None if got == hazard.outcome else f"{hazard.what}: {got} ({answer.get('error')})"
+
+
+def test_what_the_refusals_guard_against(
+    pg_servers: Servers, mariadb_servers: Servers, home: Path
+) -> None:
+    """The measured behaviour behind each refusal and choice in ``bootstrap.urls``: if a
+    client ever changes, this test says which rule to revisit."""
+    by_client: dict[tuple[str, str], list[Hazard]] = {}
+    for hazard in HAZARDS:
+        by_client.setdefault((hazard.language, hazard.client), []).append(hazard)
+    problems = []
+    for (language, client), hazards in by_client.items():
+        cases = []
+        for hazard in hazards:
+            servers = pg_servers if hazard.engine == "postgres" else mariadb_servers
+            env = {n: v.replace("{ca_file}", str(servers.certs.ca_file)) for n, v in hazard.env}
+            env["DATABASE_URL"] = hazard.url(servers)
+            cases.append(Case(hazard.engine, env, "DATABASE_URL"))
+        answers = run_cases(command(language, client), cases, home=home)
+        problems += [p for h, a in zip(hazards, answers, strict=True) if (p := _expect(h, a))]
+    assert not problems, "\n".join(problems)

@@ -16,6 +16,8 @@ Pure: no I/O, standard library only.
 from __future__ import annotations
 
 import json
+import re
+import stringprep
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -177,26 +179,59 @@ _DECODE_URI_KEEPS_RAW = "$&+,:;=@"
 _NODE_PG_CANNOT = "#?/"
 
 
-# SASLprep maps these to nothing (RFC 3454 B.1): the server's SCRAM verifier lacks them.
-_SASLPREP_DROPS = frozenset("\u00ad\u034f\u1806\u180b\u180c\u180d\u200b\u200c\u200d\u2060\ufeff")
+def _node_pg_prepares(password: str) -> str:
+    """What node-postgres hashes: non-ASCII spaces to a space, RFC 3454 B.1 dropped, NFKC
+    (pg 8.23's partial SASLprep, without its prohibition checks)."""
+    mapped = []
+    for c in password:
+        if stringprep.in_table_c12(c):
+            mapped.append(" ")
+        elif not stringprep.in_table_b1(c):
+            mapped.append(c)
+    return unicodedata.normalize("NFKC", "".join(mapped))
 
 
-def _saslprep_changes(password: str) -> bool:
-    """Whether PostgreSQL's SASLprep (NFKC, characters mapped to nothing) changes the
-    password: the server hashes the prepared form, libpq prepares too, Node's pg not."""
-    return unicodedata.normalize("NFKC", password) != password or any(
-        c in _SASLPREP_DROPS or "\ufe00" <= c <= "\ufe0f" for c in password
+def _postgres_keeps_raw(prepared: str) -> bool:
+    """Whether PostgreSQL's SASLprep rejects the prepared form (a prohibited, unassigned
+    in Unicode 3.2, or bidi-violating character), so that the server hashes the raw
+    password instead."""
+    prohibited = (
+        stringprep.in_table_a1,
+        stringprep.in_table_c12,
+        stringprep.in_table_c21_c22,
+        stringprep.in_table_c3,
+        stringprep.in_table_c4,
+        stringprep.in_table_c5,
+        stringprep.in_table_c6,
+        stringprep.in_table_c7,
+        stringprep.in_table_c8,
+        stringprep.in_table_c9,
     )
+    if any(check(c) for c in prepared if c != " " for check in prohibited):
+        return True
+    if any(stringprep.in_table_d1(c) for c in prepared):
+        rtl_ends = stringprep.in_table_d1(prepared[0]) and stringprep.in_table_d1(prepared[-1])
+        return not rtl_ends or any(stringprep.in_table_d2(c) for c in prepared)
+    return False
+
+
+def node_pg_password_differs(password: str) -> bool:
+    """Whether node-postgres would hash another password than the server: when the
+    server keeps the raw password (SASLprep rejects it) but pg still normalizes it."""
+    if password.isascii():
+        return False
+    prepared = _node_pg_prepares(password)
+    return prepared != password and _postgres_keeps_raw(prepared)
 
 
 def _node_postgres(endpoint: Endpoint, url_env: str, extra: Sequence[tuple[str, str]]) -> Rendered:
     dialect = "node-postgres"
     _check_host(endpoint, dialect)
-    if _saslprep_changes(endpoint.password):
+    if node_pg_password_differs(endpoint.password):
         raise _refuse(
             dialect,
-            "node-postgres sends the password without SASLprep: one that Unicode "
-            "normalization (NFKC) changes cannot log in",
+            "node-postgres normalizes (NFKC) a password that PostgreSQL's SASLprep keeps "
+            "as it is (it holds a character SASLprep prohibits): it cannot log in",
         )
     if any(c in endpoint.dbname for c in _NODE_PG_CANNOT):
         raise _refuse(
@@ -387,14 +422,18 @@ _PDO_MYSQL_ATTR_SSL_VERIFY_SERVER_CERT = "1014"
 _DSN_UNSAFE = ";'\\"
 
 
+_PHP_INT = re.compile(r"0|-?[1-9][0-9]{0,18}")
+
+
 def _json_decodes(value: str) -> bool:
-    """Whether PHP's json_decode would turn ``value`` into something else (Laravel
-    decodes every URL part): Python's json is a superset (it also takes NaN)."""
+    """Whether PHP's json_decode turns ``value`` into something whose string is not
+    ``value`` (Laravel decodes every URL part): only a plain integer survives. Python's
+    json takes a little more (NaN), which is refused too."""
     try:
         json.loads(value)
     except ValueError:
         return False
-    return True
+    return not (_PHP_INT.fullmatch(value) and -(2**63) <= int(value) < 2**63)
 
 
 def _laravel(endpoint: Endpoint, url_env: str, extra: Sequence[tuple[str, str]]) -> Rendered:

@@ -3,8 +3,8 @@
 // the way an app does with the variables cloudboot rendered, answers one JSON line each.
 //   node clients.js pg|prisma-pg|prisma-mariadb|mysql2
 // A case: {"id", "engine", "url_env", "env": {name: value}}. An answer: {"id", "ok",
-// "user", "database", "ssl"} or {"id", "ok": false, "error"}. NODE_EXTRA_CA_CERTS is
-// read by Node once at start: the harness starts one process per value.
+// "user", "database", "ssl"} or {"id", "ok": false, "error"}, in the order they finish.
+// NODE_EXTRA_CA_CERTS is read by Node once at start: one process per value.
 const dns = require('dns');
 const readline = require('readline');
 
@@ -33,7 +33,7 @@ function myAnswer(status, who) {
 const consumers = {
   async pg(url) {
     const pg = require('pg');
-    const client = new pg.Client(url ? { connectionString: url } : {});
+    const client = new pg.Client({ connectionString: url });
     await client.connect();
     try {
       return pgAnswer((await client.query(PG_PROOF)).rows[0]);
@@ -77,31 +77,38 @@ const consumers = {
   },
 };
 
+// Cases run a few at a time: a refusal can take a pool's whole acquire timeout. Only the
+// URL varies between cases (NODE_EXTRA_CA_CERTS is per process), so nothing is shared.
+const WORKERS = 6;
+
+async function answer(consumer, request) {
+  const names = Object.keys(request.env);
+  if (names.some((name) => name !== request.url_env)) {
+    return { ok: false, error: `harness: this client reads only ${request.url_env}: ${names}` };
+  }
+  try {
+    return await consumer(request.env[request.url_env]);
+  } catch (error) {
+    const code = error && (error.code || error.errno);
+    return { ok: false, error: `${error && error.name}${code ? ` ${code}` : ''}: ${error && error.message}` };
+  }
+}
+
 async function main() {
   const consumer = consumers[process.argv[2]];
   if (!consumer) throw new Error(`unknown consumer ${process.argv[2]}`);
+  const requests = [];
   const lines = readline.createInterface({ input: process.stdin, crlfDelay: Infinity });
   for await (const line of lines) {
-    if (!line.trim()) continue;
-    const request = JSON.parse(line);
-    const saved = {};
-    for (const [name, value] of Object.entries(request.env)) {
-      saved[name] = process.env[name];
-      process.env[name] = value;
-    }
-    let answer;
-    try {
-      answer = await consumer(request.url_env ? request.env[request.url_env] : null);
-    } catch (error) {
-      const code = error && (error.code || error.errno);
-      answer = { ok: false, error: `${error && error.name}${code ? ` ${code}` : ''}: ${error && error.message}` };
-    }
-    for (const [name, value] of Object.entries(saved)) {
-      if (value === undefined) delete process.env[name];
-      else process.env[name] = value;
-    }
-    process.stdout.write(JSON.stringify({ id: request.id, ...answer }) + '\n');
+    if (line.trim()) requests.push(JSON.parse(line));
   }
+  const worker = async () => {
+    for (let request = requests.shift(); request; request = requests.shift()) {
+      const result = await answer(consumer, request);
+      process.stdout.write(JSON.stringify({ id: request.id, ...result }) + '\n');
+    }
+  };
+  await Promise.all(Array.from({ length: WORKERS }, worker));
 }
 
 main().catch((error) => {
