@@ -7,13 +7,14 @@ BIN := $(VENV)/bin
 # WordPress's own files, Elixir for Ecto's URL parsing, and the two servers.
 # wordpress-theme-twentytwentythree is only a Recommends of wordpress, and apt-get runs
 # with --no-install-recommends: the WordPress install test needs a theme to install.
-# The framework clients of tests/test_framework_urls.py: Node with npm (pg, mysql2,
-# Prisma's adapters from tests/frameworks/node's lockfile), ActiveRecord with the pg and
-# mysql2 gems, Laravel's database layer with PDO pgsql/mysql, and what mysqlclient (PyPI)
-# builds against.
+# The framework clients of tests/test_framework_urls.py: Node (pg, mysql2, Prisma's
+# adapters from tests/frameworks/node's lockfile; Prisma 7 needs Node 20.19+, which the
+# machine image ships with its own npm: Debian's npm package would conflict with it, and
+# Debian 12's nodejs 18 is too old), ActiveRecord with the pg and mysql2 gems, Laravel's
+# database layer with PDO pgsql/mysql, and what mysqlclient (PyPI) builds against.
 DEBIAN_PACKAGES := postgresql postgresql-client mariadb-server mariadb-client \
 	php-cli php-mysql wordpress wordpress-theme-twentytwentythree elixir jq ca-certificates \
-	nodejs npm ruby ruby-activerecord ruby-pg ruby-mysql2 php-pgsql php-illuminate-database \
+	nodejs ruby ruby-activerecord ruby-pg ruby-mysql2 php-pgsql php-illuminate-database \
 	default-libmysqlclient-dev pkg-config gcc
 NODE_CLIENTS := tests/frameworks/node
 
