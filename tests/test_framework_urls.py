@@ -450,6 +450,16 @@ HAZARDS = (
     Hazard("Laravel keeps the brackets of an IPv6 host", "php", "", "postgres",
            _hazard_url("pgsql", host="[::1]", query="?sslmode=verify-full&sslrootcert={ca}"),
            "refused"),
+    # "localhost" is the Unix socket to these clients: the TCP server is never asked.
+    Hazard("MySQLdb takes localhost for the socket", "python", "sqlalchemy", "mysql",
+           _hazard_url("mysql+mysqldb", tls_off=True, host="localhost",
+                       query="?ssl_mode=DISABLED"), "refused"),
+    Hazard("the mysql2 gem takes localhost for the socket", "ruby", "", "mysql",
+           _hazard_url("mysql2", tls_off=True, host="localhost"), "refused"),
+    Hazard("PHP's mysqlnd takes localhost for the socket", "php", "", "mysql",
+           _hazard_url("mysql", tls_off=True, host="localhost"), "refused"),
+    Hazard("the same logs in over TCP with 127.0.0.1", "php", "", "mysql",
+           _hazard_url("mysql", tls_off=True), "plaintext"),
     # PyMySQL sends a str password as Latin-1.
     Hazard("PyMySQL cannot send a non-ASCII password", "python", "sqlalchemy", "mysql",
            _hazard_url("mysql+pymysql", cred="nfd", query="?ssl_ca={ca}"), "refused"),

@@ -108,19 +108,32 @@ def _url(
     return url
 
 
+# Query keys that steer TLS in some dialect: libpq's, node-postgres's compatibility
+# switch, Laravel's PDO attributes, and every ssl*/tls* key (PyMySQL, MySQLdb, mysql2,
+# the mariadb connector, Ecto, MySQL's URI).
+_TLS_KEYS = frozenset({"requiressl", "uselibpqcompat", "sslnegotiation"})
+_TLS_PREFIXES = ("ssl", "tls", "options[")
+
+
+def _steers_tls(key: str) -> bool:
+    lowered = key.lower()
+    return lowered in _TLS_KEYS or lowered.startswith(_TLS_PREFIXES)
+
+
 def _merge(tls: Query, extra: Sequence[tuple[str, str]], dialect: str) -> Query:
-    """``tls`` then the user's ``extra`` parameters; a key of ours with another value is
-    refused, the same value is dropped."""
+    """``tls`` then the user's ``extra`` parameters. A TLS key of the user's is refused
+    unless cloudboot sets the same key to the same value (then it is dropped): the
+    sslmode alone decides what the client verifies."""
     ours = dict(tls)
     merged = list(tls)
     for key, value in extra:
-        if key in ours:
-            if ours[key] != value:
-                raise UrlRefused(
-                    f"{dialect}: the query parameter {key!r} of DATABASE_URL conflicts with "
-                    "the TLS setting cloudboot renders for it (CLOUDBOOT_SSLMODE)"
-                )
+        if key in ours and ours[key] == value:
             continue
+        if key in ours or _steers_tls(key):
+            raise UrlRefused(
+                f"{dialect}: the query parameter {key!r} of DATABASE_URL would change the "
+                "TLS that cloudboot renders for CLOUDBOOT_SSLMODE; remove it"
+            )
         merged.append((key, value))
     return merged
 
@@ -371,8 +384,6 @@ def _mysql2(endpoint: Endpoint, url_env: str, extra: Sequence[tuple[str, str]]) 
     }[endpoint.sslmode]
     tls = [("ssl", json.dumps(options, separators=(",", ":")))] if options else []
     url = _url("mysql", endpoint, _merge(tls, extra, dialect))
-    if endpoint.sslmode == "verify-full":
-        _need_ca(endpoint, dialect)
     return Rendered({url_env: url, **_node_tls_variables(endpoint)}, frozenset({url_env}))
 
 
@@ -391,8 +402,6 @@ def _prisma(endpoint: Endpoint, url_env: str, extra: Sequence[tuple[str, str]]) 
             f"{endpoint.sslmode} cannot be carried",
         )
     tls = [("ssl", "true")] if endpoint.sslmode == "verify-full" else []
-    if tls:
-        _need_ca(endpoint, dialect)
     url = _url("mysql", endpoint, _merge(tls, extra, dialect))
     return Rendered({url_env: url, **_node_tls_variables(endpoint)}, frozenset({url_env}))
 
