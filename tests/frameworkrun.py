@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,37 +66,51 @@ def _program(name: str, package: str) -> str:
 
 
 def run_cases(argv: Sequence[str], cases: Sequence[Case], *, home: Path) -> list[dict[str, Any]]:
-    """Every case's answer, in order; one process per group of start-up variables."""
+    """Every case's answer, in order; one process per group of start-up variables, the
+    groups side by side (a refusal can take a client's whole connect timeout)."""
     groups: dict[tuple[tuple[str, str], ...], list[int]] = {}
     for index, case in enumerate(cases):
         key = tuple((n, case.env[n]) for n in STARTUP_VARIABLES if n in case.env)
         groups.setdefault(key, []).append(index)
-    answers: dict[int, dict[str, Any]] = {}
-    for startup, indexes in groups.items():
-        lines = []
-        for index in indexes:
-            case = cases[index]
-            env = {n: v for n, v in case.env.items() if n not in STARTUP_VARIABLES}
-            request = {"id": index, "engine": case.engine, "url_env": case.url_env, "env": env}
-            lines.append(json.dumps(request) + "\n")
-        result = subprocess.run(
-            list(argv),
-            input="".join(lines),
-            capture_output=True,
-            text=True,
-            encoding="utf-8",
-            errors="replace",
-            env=clean_env(home, dict(startup)),
-            cwd=home,
-            timeout=300,
-            check=False,
-        )
-        # Whatever a client prints must not show a password (the answers hold errors).
-        assert_no_secret(result.stderr)
-        assert_no_secret(result.stdout)
-        for line in result.stdout.splitlines():
-            answer = json.loads(line)
-            answers[int(answer.pop("id"))] = answer
-        missing = [i for i in indexes if i not in answers]
-        assert not missing, f"{argv} answered no line for {len(missing)} cases: {result.stderr}"
+    with ThreadPoolExecutor(max_workers=len(groups) or 1) as pool:
+        results = pool.map(lambda group: _run_group(argv, cases, *group, home=home), groups.items())
+        answers = {index: answer for result in results for index, answer in result.items()}
     return [answers[i] for i in range(len(cases))]
+
+
+def _run_group(
+    argv: Sequence[str],
+    cases: Sequence[Case],
+    startup: tuple[tuple[str, str], ...],
+    indexes: list[int],
+    *,
+    home: Path,
+) -> dict[int, dict[str, Any]]:
+    lines = []
+    for index in indexes:
+        case = cases[index]
+        env = {n: v for n, v in case.env.items() if n not in STARTUP_VARIABLES}
+        request = {"id": index, "engine": case.engine, "url_env": case.url_env, "env": env}
+        lines.append(json.dumps(request) + "\n")
+    result = subprocess.run(
+        list(argv),
+        input="".join(lines),
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        errors="replace",
+        env=clean_env(home, dict(startup)),
+        cwd=home,
+        timeout=300,
+        check=False,
+    )
+    # Whatever a client prints must not show a password (the answers hold errors).
+    assert_no_secret(result.stderr)
+    assert_no_secret(result.stdout)
+    answers: dict[int, dict[str, Any]] = {}
+    for line in result.stdout.splitlines():
+        answer = json.loads(line)
+        answers[int(answer.pop("id"))] = answer
+    missing = [i for i in indexes if i not in answers]
+    assert not missing, f"{argv} answered no line for {len(missing)} cases: {result.stderr}"
+    return answers

@@ -15,6 +15,13 @@ What a caller can rely on
 * The server certificate is issued by :attr:`Certificates.ca` for ``localhost``,
   ``127.0.0.1`` and ``::1`` only.
 
+TLS off
+-------
+``PostgresServer(certs, tls=False)`` and ``MariaDBServer(certs, tls=False)`` offer no TLS
+at all (``ssl = off`` with plain ``host ... scram-sha-256`` lines; ``--skip-ssl``), still
+with passwords: the server a client must refuse under every sslmode but ``disable``.
+Their ``conninfo``/``admin_sql`` use ``sslmode=disable``.
+
 Host-name mismatch
 ------------------
 Both engines also listen on ``127.0.0.2``, an address the certificate does not name.
