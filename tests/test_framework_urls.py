@@ -91,10 +91,6 @@ class Consumer:
     extra_query: tuple[tuple[str, str], ...] = ()
 
 
-def _db_has(chars: str) -> Callable[[Endpoint], bool]:
-    return lambda e: any(c in e.dbname for c in chars)
-
-
 def _node_pg_cannot(e: Endpoint) -> bool:
     return any(c in e.dbname for c in "#?/") or node_pg_password_differs(e.password)
 
@@ -110,7 +106,8 @@ def _laravel_cannot(e: Endpoint) -> bool:
             json.loads(value)
         except ValueError:
             return False
-        return not re.fullmatch(r"0|-?[1-9][0-9]{0,17}", value)
+        plain_int = re.fullmatch(r"0|-?[1-9][0-9]{0,18}", value)
+        return not (plain_int and -(2**63) <= int(value) < 2**63)
 
     return (
         ":" in e.host
@@ -176,11 +173,11 @@ class Servers:
 def _corpus(engine: str) -> list[Credential]:
     """Users with every awkward password, a TiDB-style ``prefix.root`` user, a user with
     URL delimiters in its name, databases with ``-`` ``.`` non-ASCII (and, PostgreSQL
-    only, ``#?/``), and the hosts ``::1`` and ``localhost``."""
+    only, ``#?/`` and a leading ``/``), and the hosts ``::1`` and ``localhost``."""
     tag = secrets.token_hex(3)
     dbs = [f"fw-db.{tag}", f"fw_é-ü.{tag}", f"база_{tag}"]
     if engine == "postgres":
-        dbs.append(f"fw#db?/{tag}")
+        dbs += [f"fw#db?/{tag}", f"/fw-slash.{tag}"]
     creds = [
         Credential(f"fw{i}_{tag}", password, dbs[i % len(dbs)])
         for i, password in enumerate(NASTY_PASSWORDS)
