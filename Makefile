@@ -7,10 +7,18 @@ BIN := $(VENV)/bin
 # WordPress's own files, Elixir for Ecto's URL parsing, and the two servers.
 # wordpress-theme-twentytwentythree is only a Recommends of wordpress, and apt-get runs
 # with --no-install-recommends: the WordPress install test needs a theme to install.
+# The framework clients of tests/test_framework_urls.py: Node (pg, mysql2, Prisma's
+# adapters from tests/frameworks/node's lockfile; Prisma 7 needs Node 20.19+, which the
+# machine image ships with its own npm: Debian's npm package would conflict with it, and
+# Debian 12's nodejs 18 is too old), ActiveRecord with the pg and mysql2 gems, Laravel's
+# database layer with PDO pgsql/mysql, and what mysqlclient (PyPI) builds against.
 DEBIAN_PACKAGES := postgresql postgresql-client mariadb-server mariadb-client \
-	php-cli php-mysql wordpress wordpress-theme-twentytwentythree elixir jq ca-certificates
+	php-cli php-mysql wordpress wordpress-theme-twentytwentythree elixir jq ca-certificates \
+	nodejs ruby ruby-activerecord ruby-pg ruby-mysql2 php-pgsql php-illuminate-database \
+	default-libmysqlclient-dev pkg-config gcc
+NODE_CLIENTS := tests/frameworks/node
 
-.PHONY: all venv system-deps lint test test-fast demo bench clean constraints
+.PHONY: all venv node-clients system-deps lint test test-fast demo bench clean constraints
 
 all: test
 
@@ -18,8 +26,9 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 # cloudboot's own dependencies at the versions the images install (images/constraints.txt),
-# so the tests prove what the images ship.
-$(VENV)/.installed: pyproject.toml images/constraints.txt | $(BIN)/python
+# so the tests prove what the images ship; mysqlclient builds against libmariadb, so the
+# Debian packages come first.
+$(VENV)/.installed: pyproject.toml images/constraints.txt | system-deps $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]' -c images/constraints.txt
 	touch $@
@@ -45,6 +54,13 @@ constraints:
 	mv images/constraints.txt.new images/constraints.txt
 	rm -rf .constraints-venv
 
+# Exactly the lockfile's versions; again only when the lockfile changes.
+$(NODE_CLIENTS)/node_modules/.package-lock.json: $(NODE_CLIENTS)/package-lock.json | system-deps
+	cd $(NODE_CLIENTS) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+node-clients: $(NODE_CLIENTS)/node_modules/.package-lock.json
+
 # apt-get only as root and only for what is missing, so a developer's machine without
 # root is left alone (the tests then say which reader is absent).
 system-deps:
@@ -69,11 +85,11 @@ lint: venv
 
 # The whole suite, with branch coverage of src/bootstrap (the tests' cloudboot processes
 # included) reported at the end.
-test: system-deps venv lint
+test: system-deps venv node-clients lint
 	$(BIN)/pytest --cov --cov-report=term
 
 # The tests that need no database server, without lint or coverage: the quick loop.
-test-fast: venv
+test-fast: venv node-clients
 	$(BIN)/pytest -q -m "not server"
 
 demo: system-deps venv
@@ -83,4 +99,5 @@ bench: system-deps venv
 	$(BIN)/python benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(RDS_WITNESS)/node_modules
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(RDS_WITNESS)/node_modules \
+		$(NODE_CLIENTS)/node_modules

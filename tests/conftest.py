@@ -2,7 +2,9 @@
 
 Session-scoped (started once, removed at the end):
     ``certs`` -> ``Certificates``; ``pg_server`` -> ``PostgresServer``;
-    ``mariadb_server`` -> ``MariaDBServer``.
+    ``mariadb_server`` -> ``MariaDBServer``; ``pg_server_tls_off`` and
+    ``mariadb_server_tls_off``: the same without any TLS (for "a client that must refuse
+    a server without TLS").
 Per test:
     ``make_pg_server(*, start=True)`` / ``make_mariadb_server(*, start=True)``: private
     servers a test may stop, restart or start late; removed after the test.
@@ -50,6 +52,8 @@ SERVER_FIXTURES = frozenset(
         "make_pg_server",
         "make_mariadb_server",
         "private_servers",
+        "pg_server_tls_off",
+        "mariadb_server_tls_off",
         "target",
         "login",
         "stopped_target",
@@ -121,6 +125,23 @@ def pg_server(certs: Certificates) -> Iterator[PostgresServer]:
 @pytest.fixture(scope="session")
 def mariadb_server(certs: Certificates) -> Iterator[MariaDBServer]:
     with MariaDBServer(certs) as server:
+        server.start()
+        yield server
+
+
+@pytest.fixture(scope="session")
+def pg_server_tls_off(certs: Certificates) -> Iterator[PostgresServer]:
+    """A PostgreSQL that offers no TLS at all (plain ``host`` lines, ``ssl = off``)."""
+    with PostgresServer(certs, tls=False) as server:
+        register_secret(server.admin_password)
+        server.start()
+        yield server
+
+
+@pytest.fixture(scope="session")
+def mariadb_server_tls_off(certs: Certificates) -> Iterator[MariaDBServer]:
+    """A MariaDB that offers no TLS at all (``--skip-ssl``)."""
+    with MariaDBServer(certs, tls=False) as server:
         server.start()
         yield server
 

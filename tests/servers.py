@@ -15,6 +15,13 @@ What a caller can rely on
 * The server certificate is issued by :attr:`Certificates.ca` for ``localhost``,
   ``127.0.0.1`` and ``::1`` only.
 
+TLS off
+-------
+``PostgresServer(certs, tls=False)`` and ``MariaDBServer(certs, tls=False)`` offer no TLS
+at all (``ssl = off`` with plain ``host ... scram-sha-256`` lines; ``--skip-ssl``), still
+with passwords: the server a client must refuse under every sslmode but ``disable``.
+Their ``conninfo``/``admin_sql`` use ``sslmode=disable``.
+
 Host-name mismatch
 ------------------
 Both engines also listen on ``127.0.0.2``, an address the certificate does not name.
@@ -380,8 +387,11 @@ class PostgresServer(_Server):
     ``directory``, ``data_dir``, ``log_file``.
     """
 
-    def __init__(self, certs: Certificates, *, admin_user: str = "harness_admin") -> None:
+    def __init__(
+        self, certs: Certificates, *, admin_user: str = "harness_admin", tls: bool = True
+    ) -> None:
         super().__init__(certs, "cloudboot-pg-")
+        self.tls = tls
         self.admin_user = admin_user
         self.admin_password = secrets.token_urlsafe(24)
         self.data_dir = self.directory / "data"
@@ -421,18 +431,19 @@ class PostgresServer(_Server):
         key = self.directory / "server.key"
         self._write_owned(cert, self.certs.server_cert_file.read_text(), 0o644)
         self._write_owned(key, self.certs.server_key_file.read_text(), 0o600)
+        # TLS with a password, nothing else: no local, no plain host, no trust. The
+        # TLS-off variant has plain host lines instead (and ssl off): still a password.
+        kind = "hostssl" if self.tls else "host"
         self._write_owned(
             self.data_dir / "pg_hba.conf",
-            "# TLS with a password, nothing else: no local, no plain host, no trust.\n"
-            "hostssl all all 127.0.0.0/8 scram-sha-256\n"
-            "hostssl all all ::1/128 scram-sha-256\n",
+            f"{kind} all all 127.0.0.0/8 scram-sha-256\n{kind} all all ::1/128 scram-sha-256\n",
             0o600,
         )
         settings = {
             "listen_addresses": ",".join(self.listen_addresses),
             "port": str(self.port),
             "unix_socket_directories": str(self.directory),
-            "ssl": "on",
+            "ssl": "on" if self.tls else "off",
             "ssl_cert_file": str(cert),
             "ssl_key_file": str(key),
             "fsync": "off",
@@ -495,15 +506,13 @@ class PostgresServer(_Server):
         return True
 
     def conninfo(self, user: str, dbname: str = "postgres", host: str = HOST) -> str:
-        """A libpq conninfo string (no password) with ``sslmode=verify-full``."""
-        parts = {
-            "host": host,
-            "port": str(self.port),
-            "user": user,
-            "dbname": dbname,
-            "sslmode": "verify-full",
-            "sslrootcert": str(self.ca_file),
-        }
+        """A libpq conninfo string (no password) with ``sslmode=verify-full`` (``disable``
+        for the TLS-off variant)."""
+        parts = {"host": host, "port": str(self.port), "user": user, "dbname": dbname}
+        if self.tls:
+            parts |= {"sslmode": "verify-full", "sslrootcert": str(self.ca_file)}
+        else:
+            parts["sslmode"] = "disable"
         return " ".join(f"{key}={_conninfo_value(value)}" for key, value in parts.items())
 
     def connect_kwargs(
@@ -535,11 +544,18 @@ class PostgresServer(_Server):
     def create_user(self, name: str, password: str, *, createdb: bool = True) -> None:
         """A login role ``name`` with ``password`` (any characters but NUL), allowed to
         create databases unless told otherwise."""
+        self.create_users([(name, password)], createdb=createdb)
+
+    def create_users(self, users: Sequence[tuple[str, str]], *, createdb: bool = True) -> None:
+        """:meth:`create_user` for each ``(name, password)``, in one ``psql`` run."""
         options = "LOGIN CREATEDB" if createdb else "LOGIN"
         self.admin_sql(
             "SET standard_conforming_strings = on;\n"
-            f"CREATE ROLE {pg_identifier(name)} {options} PASSWORD {pg_literal(password)};\n",
-            redact=(password,),
+            + "".join(
+                f"CREATE ROLE {pg_identifier(name)} {options} PASSWORD {pg_literal(password)};\n"
+                for name, password in users
+            ),
+            redact=tuple(password for _, password in users),
         )
 
     def create_database(self, name: str, owner: str | None = None) -> None:
@@ -587,8 +603,9 @@ class MariaDBServer(_Server):
     ``root`` over ``socket_path`` only.
     """
 
-    def __init__(self, certs: Certificates) -> None:
+    def __init__(self, certs: Certificates, *, tls: bool = True) -> None:
         super().__init__(certs, "cloudboot-mariadb-")
+        self.tls = tls
         self.data_dir = self.directory / "data"
         self.socket_path = self.directory / "mysqld.sock"
         self._process: subprocess.Popen[bytes] | None = None
@@ -622,10 +639,7 @@ class MariaDBServer(_Server):
             f"--socket={self.socket_path}",
             f"--pid-file={self.directory / 'mysqld.pid'}",
             f"--tmpdir={self.directory}",
-            f"--ssl-ca={self.certs.ca_file}",
-            f"--ssl-cert={self.certs.server_cert_file}",
-            f"--ssl-key={self.certs.server_key_file}",
-            "--require-secure-transport=ON",
+            *self._tls_options(),
             "--skip-name-resolve",
             "--user=root",
             "--character-set-server=utf8mb4",
@@ -633,6 +647,16 @@ class MariaDBServer(_Server):
             "--innodb-buffer-pool-size=32M",
             "--innodb-flush-log-at-trx-commit=0",
             "--innodb-doublewrite=0",
+        ]
+
+    def _tls_options(self) -> list[str]:
+        if not self.tls:
+            return ["--skip-ssl"]
+        return [
+            f"--ssl-ca={self.certs.ca_file}",
+            f"--ssl-cert={self.certs.server_cert_file}",
+            f"--ssl-key={self.certs.server_key_file}",
+            "--require-secure-transport=ON",
         ]
 
     def start(self, wait: bool = True) -> None:
@@ -715,11 +739,18 @@ class MariaDBServer(_Server):
     def create_user(self, name: str, password: str) -> None:
         """User ``name``@``%`` with ``password`` (sent as UTF-8) and ALL PRIVILEGES on
         ``*.*``, so it can create databases and use ``GET_LOCK``."""
-        account = f"{mysql_literal(name)}@'%'"
+        self.create_users([(name, password)])
+
+    def create_users(self, users: Sequence[tuple[str, str]]) -> None:
+        """:meth:`create_user` for each ``(name, password)``, in one ``mariadb`` run."""
+        statements = []
+        for name, password in users:
+            account = f"{mysql_literal(name)}@'%'"
+            statements.append(f"CREATE USER {account} IDENTIFIED BY {mysql_literal(password)};\n")
+            statements.append(f"GRANT ALL PRIVILEGES ON *.* TO {account};\n")
         self.admin_sql(
-            f"CREATE USER {account} IDENTIFIED BY {mysql_literal(password)};\n"
-            f"GRANT ALL PRIVILEGES ON *.* TO {account};\n",
-            redact=(password, mysql_literal(password)),
+            "".join(statements),
+            redact=tuple(v for _, p in users for v in (p, mysql_literal(p))),
         )
 
     def create_database(self, name: str) -> None:
