@@ -61,6 +61,15 @@ def unit_target(**fields: Any) -> Target:
     return Target(**values)
 
 
+def url_for(target: Target, dialect: str) -> str:
+    """The URL ``dialect`` renders for ``target`` (in ``DATABASE_URL``)."""
+    from bootstrap.rendering import endpoint  # noqa: PLC0415
+    from bootstrap.urls import render_variables  # noqa: PLC0415
+
+    rendered = render_variables(dialect, endpoint(target), url_env="DATABASE_URL")
+    return rendered.variables["DATABASE_URL"]
+
+
 def rendered(environ: dict[str, str]) -> tuple[Config, Rendering]:
     """``environ`` loaded and rendered, as the boot would."""
     config = load(environ)
@@ -70,4 +79,4 @@ def rendered(environ: dict[str, str]) -> tuple[Config, Rendering]:
 def url_of(environ: dict[str, str]) -> str:
     """The URL variable cloudboot would give the server for ``environ``."""
     config, rendering = rendered(environ)
-    return rendering.environment[config.settings.url_env]
+    return rendering.environment[config.url_env]

@@ -32,13 +32,12 @@ from bootstrap.rendering import (
     render_my_cnf,
     render_pg_service,
     render_pgpass,
-    render_url,
     render_wp_config,
     wp_constants,
 )
 from bootstrap.wpconfig import KEYS as WP_KEYS
 from bootstrap.wpconfig import PLACEHOLDER as WP_PLACEHOLDER
-from factories import rds_secret, rendered, unit_target
+from factories import rds_secret, rendered, unit_target, url_for
 
 CA = "/etc/ssl/certs/rds global-bundle.pem"
 PASSWORD = "p@ss:w/rd?#%+ 'q\"\\$`é"
@@ -105,13 +104,19 @@ ENCODED_PASSWORD = "p%40ss%3Aw%2Frd%3F%23%25%2B%20%27q%22%5C%24%60%C3%A9"
             "ssl_ca=/etc/ssl/certs/rds%20global-bundle.pem&ssl_check_hostname=false",
         ),
         ("mysql+pymysql", "require", "ssl_check_hostname=false"),
-        ("mysql+pymysql", "disable", ""),
+        # PyMySQL tries TLS unless told not to (and falls back to plaintext): say so.
+        ("mysql+pymysql", "disable", "ssl_disabled=true"),
     ],
 )
 def test_url_in_each_scheme_and_tls_mode(scheme: str, sslmode: str, query: str) -> None:
     ca = None if sslmode in ("require", "disable") else CA
-    url = render_url(credentials(sslmode=sslmode, ca_file=ca), scheme)
-    expected = f"{scheme}://appuser:{ENCODED_PASSWORD}@db.internal:5432/app"
+    engine = "mysql" if scheme.startswith("mysql") else "postgres"
+    password, encoded = PASSWORD, ENCODED_PASSWORD
+    if scheme == "mysql+pymysql":  # PyMySQL sends Latin-1: only an ASCII password is allowed
+        password, encoded = PASSWORD.replace("é", "e"), ENCODED_PASSWORD.replace("%C3%A9", "e")
+    target = credentials(sslmode=sslmode, ca_file=ca, engine=engine, password=Secret(password))
+    url = url_for(target, scheme)
+    expected = f"{scheme}://appuser:{encoded}@db.internal:5432/app"
     assert url == expected + (f"?{query}" if query else "")
 
 
@@ -125,7 +130,7 @@ def test_url_encodes_every_byte_outside_unreserved_and_brackets_ipv6() -> None:
         sslmode="disable",
         ca_file=None,
     )
-    url = render_url(found, "postgresql")
+    url = url_for(found, "postgresql")
     user = url.split("://", 1)[1].split(":", 1)[0]
     unreserved = "-.0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz~"
     assert user == "".join(c if c in unreserved else f"%{ord(c):02X}" for c in printable)
@@ -135,7 +140,7 @@ def test_url_encodes_every_byte_outside_unreserved_and_brackets_ipv6() -> None:
 def test_the_environment_by_engine_and_settings(tmp_path: Path) -> None:
     config, rendering = rendered(secret_env(tmp_path))
     assert rendering.environment == {
-        "DATABASE_URL": render_url(config.target, "postgresql"),
+        "DATABASE_URL": url_for(config.target, "postgresql"),
         "PGPASSFILE": str(tmp_path / ".pgpass"),
         "PGSERVICEFILE": str(tmp_path / ".pg_service.conf"),
     }

@@ -36,7 +36,7 @@ def test_defaults_are_those_of_spec() -> None:
     assert settings.ca_file == "system"
     assert settings.wait_timeout == 300
     assert settings.create_database is True
-    assert settings.url_env == "DATABASE_URL"
+    assert settings.url_env is None  # DATABASE_URL, or the URL dialect's own (config.py)
     assert settings.url_scheme is None
     assert settings.pg_service_name == "app"
     assert settings.wp_collate == "utf8mb4_bin"

@@ -13,8 +13,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bootstrap.credentials import DatabaseCredentials, Secret
-from bootstrap.render import render_url
 from bootstrap.urls import (
     DIALECTS,
     Endpoint,
@@ -164,24 +162,3 @@ def test_a_refusal_names_no_value(  # noqa: PLR0917 - hypothesis passes them by 
     for value in (user, password, dbname):
         assert value not in message
     assert "password=" not in repr(endpoint)
-
-
-@settings(max_examples=200, deadline=None)
-@given(
-    dialect=st.sampled_from(LEGACY),
-    user=MARKED,
-    password=TEXT.filter(str.isascii).map(lambda value: f"\x7f{value}"),  # ASCII, in no output
-    dbname=MARKED,
-    sslmode=st.sampled_from(["verify-full", "verify-ca", "require"]),
-    host=st.sampled_from(["db.internal", "10.0.0.5", "fd00::5"]),
-)
-def test_todays_names_render_todays_urls(  # noqa: PLR0917 - hypothesis passes them by name
-    dialect: str, user: str, password: str, dbname: str, sslmode: str, host: str
-) -> None:
-    """The names the images use keep their URLs byte for byte (``disable`` with
-    ``mysql+pymysql`` alone changes: it now says ``ssl_disabled=true``)."""
-    engine = "postgres" if dialect in ("postgresql", "postgres", "ecto") else "mysql"
-    ca = "/etc/ssl/ca.pem" if sslmode != "require" else None
-    endpoint = Endpoint(engine, host, 5432, dbname, user, password, sslmode, ca)  # type: ignore[arg-type]
-    credentials = DatabaseCredentials(engine, host, 5432, dbname, user, Secret(password))  # type: ignore[arg-type]
-    assert url(dialect, endpoint) == render_url(credentials, dialect, sslmode, ca)

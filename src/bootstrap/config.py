@@ -24,6 +24,7 @@ from .settings import Hook, Settings, load_settings
 from .sources import Credentials, find_credentials
 from .target import EngineName, Source, Target
 from .tls import resolve_ca_file
+from .urls import DIALECTS, default_dialect
 
 # The file artifacts, each with the setting that places it.
 ARTIFACT_SETTINGS: dict[str, str] = {
@@ -34,14 +35,14 @@ ARTIFACT_SETTINGS: dict[str, str] = {
     "wp_config": "wp_config",
 }
 
-# URL schemes each engine's URL may be written in; "ecto" is Ecto's, for any engine.
-_ANY_ENGINE_SCHEMES = ("ecto",)
-
 
 @dataclass(frozen=True)
 class Config:
     """Everything the later stages work from, judged.
 
+    ``url_dialect`` names the consumer family the URL is written for
+    (:mod:`bootstrap.urls`), ``url_env`` the variable it goes in, ``url_query`` the
+    query parameters of the user's own ``DATABASE_URL`` that it carries over;
     ``files`` maps each file artifact to write (``pgpass``, ``pg_service``,
     ``profile``, ``my_cnf``, ``wp_config``) to its path; ``owner`` is the ``(uid,
     gid)`` for files cloudboot creates, ``None`` to keep the running user's; ``hooks``
@@ -52,7 +53,9 @@ class Config:
     settings: Settings
     target: Target
     source: Source
-    url_scheme: str
+    url_dialect: str
+    url_env: str
+    url_query: tuple[tuple[str, str], ...]
     files: Mapping[str, Path]
     wp_config_sample: Path | None
     owner: tuple[int, int] | None
@@ -117,12 +120,14 @@ def _resolve(  # noqa: PLR0917 - one call site, every argument a different stage
         for number, hook in enumerate(hooks, 1)
         if hook.lock and len(hook.name) > limit
     ]
-    scheme = settings.url_scheme or engine.default_url_scheme
-    if scheme not in (*engine.url_schemes, *_ANY_ENGINE_SCHEMES) or scheme == "mariadb":
+    dialect = DIALECTS[settings.url_scheme or default_dialect(engine.name)]
+    if engine.name not in dialect.engines:
         problems.append(
-            f"CLOUDBOOT_URL_SCHEME {scheme} is not a scheme for {engine.title} "
+            f"CLOUDBOOT_URL_SCHEME {dialect.name} is not a URL dialect for {engine.title} "
             f"(the database in {credentials.source.label})"
         )
+    if settings.libpq_env and "pgpass" not in engine.artifacts:
+        problems.append(f"CLOUDBOOT_LIBPQ_ENV is for PostgreSQL; the database is {engine.title}")
     ca_file = resolve_ca_file(settings.sslmode, settings.ca_file, environ)
     if ca_file is not None:
         problems += _ca_file_problems(ca_file, system=settings.ca_file == "system")
@@ -146,7 +151,9 @@ def _resolve(  # noqa: PLR0917 - one call site, every argument a different stage
         settings=settings,
         target=target,
         source=credentials.source,
-        url_scheme=scheme,
+        url_dialect=dialect.name,
+        url_env=settings.url_env or dialect.default_url_env,
+        url_query=credentials.query,
         files=files,
         wp_config_sample=sample,
         owner=_owner(settings.owner, problems),

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from .errors import CloudbootError, ConfigError, RefusedError, UnavailableError
-from .logs import redact
+from .redaction import redact_text
 
 
 class Kind(Enum):
@@ -159,7 +159,7 @@ class Failure:
 def detail_of(exc: BaseException) -> str:
     """``exc``'s message on one line, secrets blanked, at most 400 characters."""
     text = " ".join(str(exc).split())
-    return str(redact(text))[:400]
+    return redact_text(text)[:400]
 
 
 def classify_os_error(exc: BaseException, detail: str | None = None) -> Failure | None:

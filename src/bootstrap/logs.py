@@ -13,34 +13,19 @@ from typing import Any, TextIO
 
 import structlog
 
-from .secret import known_secrets
-
-REDACTED = "<SECRET>"
-
-
-def redact(value: Any) -> Any:
-    """``value`` with every known secret replaced, recursively through containers."""
-    if isinstance(value, str):
-        for secret in known_secrets():
-            if secret in value:
-                value = value.replace(secret, REDACTED)
-        return value
-    if isinstance(value, dict):
-        return {k: redact(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return type(value)(redact(v) for v in value)
-    return value
+from .redaction import redact, redact_rendered
 
 
 def _redact_processor(
     _logger: Any, _method: str, event: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
-    return {key: redact(value) for key, value in event.items()}
+    redacted: MutableMapping[str, Any] = redact(dict(event))
+    return redacted
 
 
 def _redact_rendered(_logger: Any, _method: str, line: Any) -> Any:
     # After rendering too: a formatted exception may quote a secret a driver put there.
-    return redact(line)
+    return redact_rendered(line) if isinstance(line, str) else line
 
 
 Processor = Any

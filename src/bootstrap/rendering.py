@@ -19,14 +19,11 @@ from .errors import ConfigError
 from .readfile import UnreadableFile, read_regular_file
 from .secret import register_secret_form
 from .target import Target
+from .urls import Endpoint, Rendered, UrlRefused, libpq_variables, render_variables, url_host
 from .wpconfig import WpConfigRefused, edit, escape_php
 
 if TYPE_CHECKING:
     from .config import Config
-
-# Bytes outside RFC 3986's unreserved set are percent-encoded; quote() with safe=""
-# leaves exactly A-Za-z0-9-._~ alone and never writes "+" for a space.
-_UNRESERVED = ""
 
 SECRET_MODE = 0o600
 WP_CONFIG_MODE = 0o640
@@ -55,60 +52,21 @@ class Rendering:
     secret_variables: frozenset[str]
 
 
-# --- the URL -------------------------------------------------------------------------
+# --- the URL ---------------------------------------------------------------------------
 
 
-def quote_component(value: str) -> str:
-    """Percent-encode every byte of ``value`` (UTF-8) outside ``A-Za-z0-9-._~``."""
-    return quote(value, safe=_UNRESERVED)
-
-
-def url_host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
-
-
-_MYSQL_SSL_MODES = {
-    "verify-full": "VERIFY_IDENTITY",
-    "verify-ca": "VERIFY_CA",
-    "require": "REQUIRED",
-    "disable": "DISABLED",
-}
-
-
-def _tls_query(scheme: str, sslmode: str, ca: str | None) -> list[tuple[str, str]]:
-    if scheme in ("postgresql", "postgres"):
-        query = [("sslmode", sslmode)]
-        return query + ([("sslrootcert", ca)] if ca else [])
-    if scheme == "ecto":
-        # Ecto decodes query values twice, so only plain words go here; certificate
-        # options belong in the app's ssl_opts (see README).
-        return [] if sslmode == "disable" else [("ssl", "true")]
-    if scheme == "mysql":
-        query = [("ssl-mode", _MYSQL_SSL_MODES[sslmode])]
-        return query + ([("ssl-ca", ca)] if ca else [])
-    # mysql+pymysql (SQLAlchemy): ssl_* keys become PyMySQL's ssl dict; a CA turns on
-    # certificate verification and host-name checking unless told otherwise.
-    if sslmode == "disable":
-        return []
-    if ca is None:
-        # require: any ssl_* key makes TLS mandatory (with no ssl dict at all PyMySQL
-        # only tries TLS and falls back to plaintext); no CA means nothing is checked.
-        return [("ssl_check_hostname", "false")]
-    query = [("ssl_ca", ca)]
-    return query + ([("ssl_check_hostname", "false")] if sslmode == "verify-ca" else [])
-
-
-def render_url(target: Target, scheme: str) -> str:
-    """The connection URL in ``scheme``, with TLS parameters in that scheme's spelling."""
-    user = quote_component(target.user)
-    password = quote_component(target.password.reveal())
-    dbname = quote_component(target.dbname)
-    host = url_host(target.host)
-    url = f"{scheme}://{user}:{password}@{host}:{target.port}/{dbname}"
-    query = _tls_query(scheme, target.sslmode, target.ca_file)
-    if query:
-        url += "?" + "&".join(f"{k}={quote(v, safe='/')}" for k, v in query)
-    return url
+def endpoint(target: Target) -> Endpoint:
+    """What :mod:`bootstrap.urls` renders a URL from."""
+    return Endpoint(
+        engine=target.engine,
+        host=target.host,
+        port=target.port,
+        dbname=target.dbname,
+        user=target.user,
+        password=target.password.reveal(),
+        sslmode=target.sslmode,
+        ca_file=target.ca_file,
+    )
 
 
 # --- libpq files ---------------------------------------------------------------------
@@ -260,22 +218,36 @@ def wp_constants(target: Target, *, collate: str) -> dict[str, str]:
 # --- gathering -------------------------------------------------------------------------
 
 
-def render_environment(config: Config) -> dict[str, str]:
-    """The variables added to the server's environment."""
-    target = config.target
-    env = {config.settings.url_env: render_url(target, config.url_scheme)}
-    if "pgpass" in config.files:
-        env["PGPASSFILE"] = str(config.files["pgpass"])
+def render_environment(config: Config) -> Rendered:
+    """The variables added to the server's environment, and which of them hold the
+    password; :class:`ConfigError` when the URL dialect cannot carry this target."""
+    try:
+        rendered = render_variables(
+            config.url_dialect,
+            endpoint(config.target),
+            url_env=config.url_env,
+            extra_query=config.url_query,
+        )
+    except UrlRefused as exc:
+        raise ConfigError([f"CLOUDBOOT_URL_SCHEME {config.url_dialect}: {exc}"]) from None
+    env = dict(rendered.variables)
+    pgpass = config.files.get("pgpass")
+    if pgpass is not None:
+        env["PGPASSFILE"] = str(pgpass)
     if "pg_service" in config.files:
         env["PGSERVICEFILE"] = str(config.files["pg_service"])
-    return env
+    if config.settings.libpq_env:
+        env.update(
+            libpq_variables(endpoint(config.target), None if pgpass is None else str(pgpass))
+        )
+    return Rendered(env, rendered.secret)
 
 
 def secret_forms(config: Config) -> frozenset[str]:
     """The password in every form an artifact carries it (raw, percent-encoded), each
     registered with the log redactor; for masking output too."""
     password = config.target.password.reveal()
-    forms = frozenset(f for f in (password, quote_component(password)) if f)
+    forms = frozenset(f for f in (password, quote(password, safe="")) if f)
     for form in forms:
         register_secret_form(form)
     return forms
@@ -287,7 +259,8 @@ def render(config: Config) -> Rendering:
     secret_forms(config)
     problems: list[str] = []
     target = config.target
-    environment = render_environment(config)
+    rendered = render_environment(config)
+    environment = rendered.variables
     files: list[FileArtifact] = []
     for kind, path in config.files.items():
         content: str | None
@@ -313,7 +286,7 @@ def render(config: Config) -> Rendering:
         files.append(FileArtifact(kind, path, content.encode(), SECRET_MODE))
     if problems:
         raise ConfigError(problems)
-    return Rendering(environment, tuple(files), frozenset({config.settings.url_env}))
+    return Rendering(environment, tuple(files), rendered.secret)
 
 
 def _read_template(path: Path) -> bytes:

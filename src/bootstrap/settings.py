@@ -39,8 +39,6 @@ PREFIX = "CLOUDBOOT_"
 DEFAULT_CONFIG = "/etc/cloudboot.toml"
 MAX_CONFIG_BYTES = 1 << 20
 
-UrlScheme = Literal["postgresql", "postgres", "ecto", "mysql", "mysql+pymysql"]
-
 _VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _COLLATION = re.compile(r"[A-Za-z0-9_]+")
 _SERVICE_NAME = re.compile(r"[A-Za-z0-9_.-]+")
@@ -132,8 +130,9 @@ class Settings(BaseSettings):
     create_database: bool = True
     collation: str | None = None
     release: str | None = None
-    url_env: str = "DATABASE_URL"
-    url_scheme: UrlScheme | None = None
+    url_env: str | None = None
+    url_scheme: str | None = None
+    libpq_env: bool = False
     pgpass: str | None = None
     pg_service_file: str | None = None
     pg_service_name: str = "app"
@@ -161,6 +160,15 @@ class Settings(BaseSettings):
     def _variable_name(cls, value: str | None) -> str | None:
         if value is not None and not _VARIABLE_NAME.fullmatch(value):
             raise ValueError("must be a variable name (letters, digits, _; not a digit first)")
+        return value
+
+    @field_validator("url_scheme")
+    @classmethod
+    def _dialect(cls, value: str | None) -> str | None:
+        from .urls import DIALECTS  # noqa: PLC0415 - light; only when the setting is given
+
+        if value is not None and value not in DIALECTS:
+            raise ValueError(f"must be a URL dialect: {', '.join(DIALECTS)}")
         return value
 
     @field_validator("collation", "wp_collate")

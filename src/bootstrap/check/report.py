@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..logs import redact
+from ..redaction import redact
 
 STEP_NAMES = ("sources", "dns", "tcp", "tls", "auth", "database", "server")
 

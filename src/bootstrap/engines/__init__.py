@@ -73,7 +73,6 @@ class Engine(Protocol):
     """``engine`` values of a Secrets Manager secret that mean this engine."""
     url_schemes: tuple[str, ...]
     """URL schemes of an incoming ``DATABASE_URL`` that mean this engine."""
-    default_url_scheme: str
     artifacts: frozenset[str]
     """The file artifacts this engine's tools read (``pgpass``, ``my_cnf``, ...)."""
     default_artifacts: Mapping[str, str]

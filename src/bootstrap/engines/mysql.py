@@ -112,7 +112,6 @@ class MySQLFamily:
     detection_ports = (3306, 4000)  # 4000: TiDB
     secret_names = ("mysql", "aurora-mysql", "aurora", "mariadb", "tidb")
     url_schemes = ("mysql", "mysql+pymysql", "mariadb")
-    default_url_scheme = "mysql"
     artifacts = frozenset({"my_cnf", "wp_config", "profile"})
     default_artifacts: Mapping[str, str] = MappingProxyType({})
     max_key_length = _MAX_KEY

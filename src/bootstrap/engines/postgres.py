@@ -123,7 +123,6 @@ class Postgres:
     detection_ports = (5432,)
     secret_names = ("postgres", "postgresql", "aurora-postgresql")
     url_schemes = ("postgresql", "postgres")
-    default_url_scheme = "postgresql"
     artifacts = frozenset({"pgpass", "pg_service", "profile"})
     default_artifacts: Mapping[str, str] = MappingProxyType(
         {"pgpass": "~/.pgpass", "pg_service": "~/.pg_service.conf"}
