@@ -148,11 +148,22 @@ def test_clients_verify_the_certificate(login: Target, places: Places, certs: Ce
 # --- the password stays out of argv and off the disk -----------------------------------
 
 
+def _session_of(pid: str) -> str | None:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return fields[3]  # the session id
+
+
 def all_command_lines() -> str:
-    """Every process's argv on this machine, one per line."""
+    """Every process's argv in this test run's session, one per line (the machine may
+    run other people's test suites, whose argv are theirs: a shared runner is not
+    cloudboot's to judge)."""
+    session = _session_of(str(os.getpid()))
     lines = []
     for pid in os.listdir("/proc"):
-        if pid.isdigit():
+        if pid.isdigit() and _session_of(pid) == session:
             try:
                 raw = Path(f"/proc/{pid}/cmdline").read_bytes()
             except OSError:

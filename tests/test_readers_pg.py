@@ -15,6 +15,7 @@ name the certificate does not name are refused.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -179,3 +180,39 @@ def test_the_files_tls_settings_are_obeyed(
     result = psql("service=app", SQL, home=home)
     assert result.returncode == 0, describe(result)
     assert_logged_in(result.stdout, user, APP_DB)
+
+
+def test_a_users_own_pgpass_and_service_file_keep_their_other_entries(
+    pg_server: PostgresServer, pg_users: list[str], home: Path
+) -> None:
+    user, password = pg_users[0], NASTY_PASSWORDS[0]
+    env = secret_env(pg_server, user, password)
+    # The operator's own files: another login, a comment, a catch-all that would win if
+    # it came first, and another service.
+    theirs = [
+        "# my logins\n",
+        "reporting.internal:5432:*:analyst:their\\:password\n",
+        "*:*:*:*:a-wrong-catch-all\n",
+    ]
+    (home / ".pgpass").write_text("".join(theirs))
+    (home / ".pgpass").chmod(0o600)
+    (home / ".pg_service.conf").write_text("[reporting]\nhost=reporting.internal\nport=5432\n")
+
+    dry = cloudboot(["render", "--dry-run", "--json"], env, home=home)
+    assert dry.returncode == 0, describe(dry)
+    rows = {row.get("kind"): row for row in json.loads(dry.stdout)["artifacts"]}
+    assert rows["pgpass"]["note"] == "keeps 2 other lines"
+    assert rows["pg_service"]["note"] == "keeps 1 other section"
+
+    render_files(env, home)
+    lines = (home / ".pgpass").read_text().splitlines(keepends=True)
+    assert lines[1:] == theirs  # ours first, where libpq looks first; theirs kept
+    result = psql("service=app", SQL, home=home)  # the catch-all does not win
+    assert result.returncode == 0, describe(result)
+    assert_logged_in(result.stdout, user, APP_DB)
+    service = (home / ".pg_service.conf").read_text()
+    assert service.startswith("[reporting]\nhost=reporting.internal\nport=5432\n[app]\n")
+    # A second run leaves both as they are.
+    before = (home / ".pgpass").read_bytes(), (home / ".pg_service.conf").read_bytes()
+    render_files(env, home)
+    assert ((home / ".pgpass").read_bytes(), (home / ".pg_service.conf").read_bytes()) == before

@@ -402,13 +402,27 @@ def test_an_existing_file_keeps_its_mode_and_owner_when_asked(tmp_path: Path) ->
     target.chmod(0o604)
     nobody = pwd.getpwnam("nobody")
     os.chown(target, nobody.pw_uid, nobody.pw_gid)
-    (item,) = plan([artifact(target, b"new", 0o640, keep=True)])
+    # A file of another user is trusted when that user is the configured owner (the
+    # official WordPress image: www-data's wp-config.php, cloudboot running as root).
+    owner = (nobody.pw_uid, nobody.pw_gid)
+    (item,) = plan([artifact(target, b"new", 0o640, keep=True)], owner)
     assert (item.action, item.mode) == ("update", 0o604)
-    write([item], owner=(0, 0))
+    write([item], owner=owner)
     info = target.stat()
     assert target.read_bytes() == b"new"
     assert stat.S_IMODE(info.st_mode) == 0o604
     assert (info.st_uid, info.st_gid) == (nobody.pw_uid, nobody.pw_gid)
+
+
+def test_a_file_of_an_untrusted_user_is_refused(tmp_path: Path) -> None:
+    target = tmp_path / "wp-config.php"
+    target.write_bytes(b"planted")
+    nobody = pwd.getpwnam("nobody")
+    os.chown(target, nobody.pw_uid, nobody.pw_gid)
+    with pytest.raises(WriteError, match="uid 65534") as caught:
+        plan([artifact(target, b"new", 0o640, keep=True)])
+    assert caught.value.exit_code == 73
+    assert target.read_bytes() == b"planted"
 
 
 def test_owner_applies_to_new_files(tmp_path: Path) -> None:

@@ -169,7 +169,9 @@ def test_an_existing_file_keeps_other_lines_mode_and_owner(home: Path) -> None:
     wp_config.chmod(0o604)
     nobody = pwd.getpwnam("nobody")
     os.chown(wp_config, nobody.pw_uid, nobody.pw_gid)
-    env = secret_env(folder, NASTY_PASSWORDS[7], host="::1", port=3310, CLOUDBOOT_OWNER="root")
+    # The file is nobody's, and nobody is the configured owner (as www-data in the
+    # official image): trusted, and it keeps its owner and mode.
+    env = secret_env(folder, NASTY_PASSWORDS[7], host="::1", port=3310, CLOUDBOOT_OWNER="nobody")
     result = cloudboot(["render"], env, home=home)
     assert result.returncode == 0, describe(result)
 

@@ -15,6 +15,7 @@ from typing import Any, NoReturn, TextIO
 from . import __version__, events
 from .errors import CloudbootError, ConfigError, UsageError
 from .logs import configure, get_logger
+from .process import keep_memory_private
 from .rendering import quote_dotenv, quote_shell, secret_forms
 
 COMMANDS = ("run", "render", "env", "wait", "migrate", "check", "psql", "mysql")
@@ -165,6 +166,10 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     if command in ("-h", "--help"):
         print(USAGE, end="")
         return 0
+    if environ is None:
+        # The program, about to read a password: keep it out of core files and of
+        # /proc/PID/mem and environ for other processes of this user, until the exec.
+        keep_memory_private()
     env = _environ(os.environ if environ is None else environ, options)
     progress = _configure_logging(env)
     try:
@@ -278,14 +283,15 @@ def _render(environ: Mapping[str, str], *, dry_run: bool, as_json: bool) -> int:
             {"variable": name, "value": _masked(value, secrets), "mode": None, "action": action}
         )
     for item in prepared.planned:
-        rows.append(
-            {
-                "kind": item.artifact.kind,
-                "path": str(item.artifact.path),
-                "mode": f"{item.mode:04o}",
-                "action": item.action,
-            }
-        )
+        row = {
+            "kind": item.artifact.kind,
+            "path": str(item.artifact.path),
+            "mode": f"{item.mode:04o}",
+            "action": item.action,
+        }
+        if item.artifact.note and item.action == "update":
+            row["note"] = item.artifact.note
+        rows.append(row)
     if not dry_run:
         write_artifacts(prepared)
     if as_json:
@@ -295,7 +301,8 @@ def _render(environ: Mapping[str, str], *, dry_run: bool, as_json: bool) -> int:
             if "variable" in row:
                 print(f"{row['action']:<10} env   {row['variable']}={row['value']}")
             else:
-                print(f"{row['action']:<10} {row['mode']}  {row['path']}  ({row['kind']})")
+                note = f"; {row['note']}" if "note" in row else ""
+                print(f"{row['action']:<10} {row['mode']}  {row['path']}  ({row['kind']}{note})")
         if dry_run:
             print("(dry run: nothing written)")
     return 0

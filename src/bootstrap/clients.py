@@ -32,13 +32,24 @@ from .engines import ClientSpec, placeholder
 from .errors import ProgramError, UsageError
 from .execute import EXIT_NOT_FOUND, exec_program
 from .logs import get_logger
-from .sources import credential_variables
 
 # What `env`, `timeout` and the shell answer when a command cannot be found or run: a
 # script can tell a missing client from cloudboot's own sysexits codes.
 EX_OSERR = 71
 
-CLIENT_PASSWORD_VARIABLES = frozenset({"PGPASSWORD", "MYSQL_PWD"})
+# What the client is given of cloudboot's environment: only these names (and the
+# LC_* and PSQL_* families), never a variable that could hold a credential.
+CLIENT_VARIABLES = frozenset(
+    {
+        "PATH", "HOME", "USER", "LOGNAME", "SHELL", "HOSTNAME", "TZ", "TMPDIR",
+        "LANG", "LANGUAGE", "TERM", "TERMINFO", "COLORTERM", "COLUMNS", "LINES",
+        "PAGER", "LESS", "EDITOR", "VISUAL",
+        "XDG_RUNTIME_DIR", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME",
+        "PSQLRC", "PGTZ", "PGDATESTYLE", "PGCLIENTENCODING", "PGAPPNAME",
+        "MYSQL_HISTFILE", "MYSQL_PS1",
+    }
+)  # fmt: skip
+CLIENT_PREFIXES = ("LC_", "PSQL_")
 
 
 def exec_client(command: str, args: Sequence[str], environ: Mapping[str, str]) -> NoReturn:
@@ -97,11 +108,15 @@ def find_client(client: ClientSpec, environ: Mapping[str, str]) -> str:
 
 
 def client_environment(environ: Mapping[str, str]) -> dict[str, str]:
-    """``environ`` without any variable that may hold a database credential cloudboot
-    reads, and without the clients' own password variables, so that the in-memory
-    files are what is used."""
-    drop = credential_variables(environ) | CLIENT_PASSWORD_VARIABLES
-    return {name: value for name, value in environ.items() if name not in drop}
+    """What the client gets of ``environ``: an allow-list (locale, terminal, paths,
+    the client's own display settings). Every credential variable of every source
+    family, ``DATABASE_URL``, the URL variable cloudboot renders, ``PGPASSWORD``,
+    ``MYSQL_PWD``: none of them can reach the client, whatever its name."""
+    return {
+        name: value
+        for name, value in environ.items()
+        if name in CLIENT_VARIABLES or name.startswith(CLIENT_PREFIXES)
+    }
 
 
 def anonymous_file(name: str, text: str) -> int:

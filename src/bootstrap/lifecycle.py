@@ -49,7 +49,7 @@ def prepare(environ: Mapping[str, str]) -> Prepared:
     """Load and render everything and plan the writes; writes nothing."""
     config = load(environ)
     rendering = render(config)
-    planned = tuple(plan(rendering.files))
+    planned = tuple(plan(rendering.files, config.owner))
     _log_sources(config)
     return Prepared(config, rendering, planned)
 

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from .errors import ConfigError
-from .readfile import UnreadableFile, read_regular_file
+from .errors import ConfigError, WriteError
+from .safepath import UnsafePath, read_trusted, trust_for
 from .secret import register_secret_form
 from .target import Target
 from .urls import Endpoint, Rendered, UrlRefused, libpq_variables, render_variables, url_host
@@ -28,18 +28,21 @@ if TYPE_CHECKING:
 SECRET_MODE = 0o600
 WP_CONFIG_MODE = 0o640
 MAX_WP_CONFIG_BYTES = 1 << 20
+MAX_SHARED_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
 class FileArtifact:
-    """One file to write: its bytes, its mode, and whether an existing file's own mode
-    and owner win over ours (``wp-config.php``)."""
+    """One file to write: its bytes, its mode, whether an existing file's own mode and
+    owner win over ours (``wp-config.php``), and what writing it does to a file the user
+    shares (``note``: "keeps 2 other lines", for ``render --dry-run``)."""
 
     kind: str
     path: Path
     content: bytes
     mode: int
     keep_existing_mode: bool = False
+    note: str | None = None
 
 
 @dataclass(frozen=True)
@@ -263,60 +266,133 @@ def render(config: Config) -> Rendering:
     environment = rendered.variables
     files: list[FileArtifact] = []
     for kind, path in config.files.items():
-        content: str | None
+        if kind == "wp_config":
+            artifact = _render_wp_artifact(path, config, problems)
+            if artifact is not None:
+                files.append(artifact)
+            continue
+        existing = _existing_text(path, config)
+        note = None
         if kind == "pgpass":
-            content = render_pgpass(target)
+            content, note = merge_pgpass(existing, render_pgpass(target))
         elif kind == "pg_service":
             pgpass = config.files.get("pgpass")
-            content, service_problems = render_pg_service(
+            section, service_problems = render_pg_service(
                 target,
                 name=config.settings.pg_service_name,
                 passfile=None if pgpass is None else str(pgpass),
             )
             problems += [f"CLOUDBOOT_PG_SERVICE_FILE: {p}" for p in service_problems]
-        elif kind == "profile":
-            content = render_profile(environment)
-        elif kind == "my_cnf":
-            content = render_my_cnf(target)
+            content, note = merge_pg_service(existing, section, config.settings.pg_service_name)
         else:
-            artifact = _render_wp_artifact(path, config, problems)
-            if artifact is not None:
-                files.append(artifact)
-            continue
-        files.append(FileArtifact(kind, path, content.encode(), SECRET_MODE))
+            content = render_profile(environment) if kind == "profile" else render_my_cnf(target)
+            if existing and existing != content:
+                note = "replaces the whole file: cloudboot owns it"
+        data = content.encode("utf-8", "surrogateescape")  # a shared file's own bytes kept
+        files.append(FileArtifact(kind, path, data, SECRET_MODE, note=note))
     if problems:
         raise ConfigError(problems)
     return Rendering(environment, tuple(files), rendered.secret)
 
 
-def _read_template(path: Path) -> bytes:
+def _existing_text(path: Path, config: Config) -> str | None:
+    """The file at ``path`` as text (bytes that are not UTF-8 kept), reached by the same
+    rules as the write; ``None`` when there is none."""
+    try:
+        data = read_trusted(path, trust_for(config.owner), limit=MAX_SHARED_BYTES)
+    except UnsafePath as exc:
+        raise WriteError(f"{path}: {exc}") from None
+    return None if data is None else data.decode("utf-8", "surrogateescape")
+
+
+def _pgpass_fields(line: str) -> list[str]:
+    """A ``.pgpass`` line's fields, unescaped (libpq: ``\\`` and ``\\:``)."""
+    fields, current, escaped = [], "", False
+    for char in line.rstrip("\r\n"):
+        if escaped:
+            current, escaped = current + char, False
+        elif char == "\\":
+            escaped = True
+        elif char == ":":
+            fields.append(current)
+            current = ""
+        else:
+            current += char
+    return [*fields, current]
+
+
+def merge_pgpass(existing: str | None, ours: str) -> tuple[str, str | None]:
+    """``ours`` (one line) first, where libpq looks first, then every line of the
+    existing file that is not for the same host, port, database and user: other logins,
+    comments and wildcards are the user's and stay."""
+    if not existing:
+        return ours, None
+    key = _pgpass_fields(ours)[:4]
+    lines = existing.splitlines(keepends=True)
+    kept = [line for line in lines if line.startswith("#") or _pgpass_fields(line)[:4] != key]
+    kept = [line if line.endswith("\n") else line + "\n" for line in kept]
+    others = sum(1 for line in kept if line.strip() and not line.startswith("#"))
+    note = f"keeps {others} other line{'s' * (others != 1)}" if others else None
+    return ours + "".join(kept), note
+
+
+def merge_pg_service(existing: str | None, section: str, name: str) -> tuple[str, str | None]:
+    """The existing service file with the section ``name`` replaced by ``section`` (in
+    place, or added at the end); every other section stays."""
+    if not existing:
+        return section, None
+    blocks: list[list[str]] = [[]]
+    for line in existing.splitlines(keepends=True):
+        if line.strip().startswith("[") and blocks[-1]:
+            blocks.append([])
+        blocks[-1].append(line if line.endswith("\n") else line + "\n")
+    header = f"[{name}]"
+    out: list[str] = []
+    placed = False
+    others = 0
+    for block in blocks:
+        if block and block[0].strip() == header:
+            if not placed:
+                out.append(section)
+                placed = True
+            continue
+        others += bool(block) and block[0].strip().startswith("[")
+        out.append("".join(block))
+    if not placed:
+        out.append(section)
+    note = f"keeps {others} other section{'s' * (others != 1)}" if others else None
+    return "".join(out), note
+
+
+def _read_template(path: Path, config: Config) -> bytes | None:
     # Bytes: every line that is not ours stays byte for byte (CRLF, bytes that are not
-    # UTF-8 in a comment).
-    return read_regular_file(path, limit=MAX_WP_CONFIG_BYTES)
+    # UTF-8 in a comment). Reached by the same rules as the write: no planted link.
+    return read_trusted(path, trust_for(config.owner), limit=MAX_WP_CONFIG_BYTES)
 
 
 def _render_wp_artifact(path: Path, config: Config, problems: list[str]) -> FileArtifact | None:
     constants = wp_constants(config.target, collate=config.settings.wp_collate)
     try:
-        template = _read_template(path)
-    except FileNotFoundError:
-        template = b""
-    except UnreadableFile as exc:
-        problems.append(f"CLOUDBOOT_WP_CONFIG: {path} cannot be read ({_why(exc)})")
-        return None
+        template = _read_template(path, config) or b""
+    except UnsafePath as exc:
+        raise WriteError(f"wp_config artifact {path}: {exc}") from None
     # An empty file is a missing one (what the official image's entrypoint checks too):
     # created from the sample, never constants without a <?php around them.
     keep = bool(template.strip())
     if not keep:
         sample = config.wp_config_sample or path.parent / "wp-config-sample.php"
         try:
-            template = _read_template(sample)
-        except (FileNotFoundError, UnreadableFile) as exc:
+            sample_text = _read_template(sample, config)
+        except UnsafePath as exc:
+            problems.append(f"CLOUDBOOT_WP_CONFIG: its sample cannot be used: {exc}")
+            return None
+        if sample_text is None:
             problems.append(
                 f"CLOUDBOOT_WP_CONFIG: {path} does not exist and its sample {sample} "
-                f"cannot be read ({_why(exc)})"
+                "does not exist either"
             )
             return None
+        template = sample_text
         source = sample
     else:
         source = path
@@ -326,9 +402,3 @@ def _render_wp_artifact(path: Path, config: Config, problems: list[str]) -> File
         problems += [f"CLOUDBOOT_WP_CONFIG: {source}: {problem}" for problem in exc.problems]
         return None
     return FileArtifact("wp_config", path, text, WP_CONFIG_MODE, keep_existing_mode=keep)
-
-
-def _why(exc: Exception) -> str:
-    if isinstance(exc, UnreadableFile):
-        return exc.reason
-    return "it does not exist"

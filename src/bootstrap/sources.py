@@ -86,18 +86,6 @@ class Credentials:
     """An incoming URL's query parameters, in order."""
 
 
-def credential_variables(environ: Mapping[str, str]) -> frozenset[str]:
-    """Every variable in ``environ`` that may hold a database credential cloudboot reads
-    (any source family, ``*_SECRET``, ``DATABASE_URL``, their ``_FILE`` forms)."""
-    names = {URL_VARIABLE}
-    for family in FAMILIES:
-        names |= {family.host, family.dbname, family.user, family.password}
-        names |= {family.port} if family.port else set()
-    found = {n for n in environ if n.removesuffix("_FILE") in names}
-    found |= {n for n in environ if n.endswith(("_SECRET", "_SECRET_FILE"))}
-    return frozenset(found)
-
-
 class _Reader:
     """Reads variables with the ``NAME_FILE`` convention, collecting problems."""
 

@@ -1,107 +1,167 @@
-"""Write rendered files atomically and all together.
+"""Write rendered files atomically and all together, complete or not at all.
 
-Every file is first written to a temporary file beside its target (fsync, mode,
-owner); only when all of them are staged are they renamed into place, so a failure
-leaves no artifact half-written and, short of a failing rename, none written at all.
+Every file is reached by :mod:`bootstrap.safepath`'s rules (no planted link, folder or
+file is written through), then written to a temporary file beside its target: a name
+nobody can predict, created exclusively (``O_EXCL``: never a file, FIFO or link someone
+made first), given to its owner before a byte of it is written, written to the last
+byte (a short write, a full disk or a quota is an error, 73), fsync'd, given its mode.
+Only when all of them are staged are they renamed into place, so a failure leaves every
+previous file byte for byte as it was and, short of a failing rename, none written.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 from .errors import WriteError
 from .rendering import FileArtifact
+from .safepath import (
+    Place,
+    Trust,
+    UnsafePath,
+    closing,
+    locate,
+    read_existing,
+    release,
+    trust_for,
+)
 
 Action = Literal["create", "update", "unchanged"]
+
+MAX_EXISTING_BYTES = 1 << 20
+"""A file cloudboot replaces is read to compare it; none of them is larger than this."""
 
 
 @dataclass(frozen=True)
 class Planned:
-    """An artifact with what writing it would do."""
+    """An artifact with what writing it would do: its mode, and the owner an existing
+    file keeps (``wp-config.php``)."""
 
     artifact: FileArtifact
     action: Action
     mode: int
+    keep_owner: tuple[int, int] | None = None
 
 
-def plan(files: Iterable[FileArtifact]) -> list[Planned]:
-    """What writing ``files`` would do, without writing anything."""
-    planned = []
-    for artifact in files:
-        try:
-            stat = artifact.path.stat()
-            current = artifact.path.read_bytes()
-        except FileNotFoundError:
-            planned.append(Planned(artifact, "create", artifact.mode))
-            continue
-        except OSError as exc:
-            raise WriteError(f"{artifact.path} cannot be read: {exc.strerror}") from None
-        mode = stat.st_mode & 0o7777 if artifact.keep_existing_mode else artifact.mode
-        same = current == artifact.content and stat.st_mode & 0o7777 == mode
-        planned.append(Planned(artifact, "unchanged" if same else "update", mode))
-    return planned
+def plan(files: Iterable[FileArtifact], owner: tuple[int, int] | None = None) -> list[Planned]:
+    """What writing ``files`` would do, without writing anything; raises
+    :class:`WriteError` (73) for a path that cannot be written safely."""
+    trust = trust_for(owner)
+    return [_plan_one(artifact, trust) for artifact in files]
 
 
-def _target(path: Path) -> Path:
-    # Write through a symlink (Bitnami links wp-config.php into its volume) instead of
-    # replacing the link with a regular file.
-    return path.resolve() if path.is_symlink() else path
-
-
-def _stage(item: Planned, owner: tuple[int, int] | None) -> Path:
-    target = _target(item.artifact.path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temp = target.parent / f".{target.name}.cloudboot-{os.getpid()}"
-    # 0600 from the first byte: the content may hold a password.
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+def _plan_one(artifact: FileArtifact, trust: Trust) -> Planned:
     try:
-        os.write(fd, item.artifact.content)
+        with closing(locate(artifact.path, trust)) as place:
+            current = read_existing(place, limit=MAX_EXISTING_BYTES)
+            existing = place.existing
+    except UnsafePath as exc:
+        raise WriteError(f"{artifact.kind} artifact {artifact.path}: {exc}") from None
+    except OSError as exc:
+        raise WriteError(f"{artifact.path} cannot be read: {exc.strerror}") from None
+    if existing is None or current is None:
+        return Planned(artifact, "create", artifact.mode)
+    keep = artifact.keep_existing_mode
+    mode = existing.st_mode & 0o7777 if keep else artifact.mode
+    same = current == artifact.content and existing.st_mode & 0o7777 == mode
+    owner = (existing.st_uid, existing.st_gid) if keep else None
+    return Planned(artifact, "unchanged" if same else "update", mode, owner)
+
+
+@dataclass
+class _Staged:
+    place: Place
+    temp: str
+
+
+def _create_temp(place: Place) -> tuple[int, str]:
+    """A new, empty, 0600 file beside the target, under a name nobody can predict."""
+    assert place.folder is not None  # noqa: S101 - located with create=True
+    for _ in range(8):
+        name = f".{place.name}.cloudboot-{secrets.token_hex(8)}"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            return os.open(name, flags, 0o600, dir_fd=place.folder), name
+        except FileExistsError:
+            continue  # somebody guessed a random name: take another
+    raise OSError(errno.EEXIST, "no free temporary name")
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        if written <= 0:  # never for a regular file; an error rather than a loop
+            raise OSError(errno.EIO, "the write made no progress")
+        view = view[written:]
+
+
+def _stage(item: Planned, owner: tuple[int, int] | None, trust: Trust) -> _Staged:
+    place = locate(item.artifact.path, trust, create=True, owner=owner)
+    try:
+        fd, temp = _create_temp(place)
+    except BaseException:
+        release(place)
+        raise
+    staged = _Staged(place, temp)
+    try:
+        chown = item.keep_owner or owner
+        if chown is not None and os.geteuid() == 0:
+            # Before any byte of a secret: the file is the owner's from its first byte.
+            os.fchown(fd, *chown)
+        _write_all(fd, item.artifact.content)
         os.fsync(fd)
-        if item.artifact.keep_existing_mode and item.action == "update":
-            stat = target.stat()
-            os.fchown(fd, stat.st_uid, stat.st_gid)
-        elif owner is not None:
-            os.fchown(fd, *owner)
         # chmod after chown: chown may clear set-id bits, and the mode must be final.
         os.fchmod(fd, item.mode)
     except BaseException:
         os.close(fd)
-        temp.unlink(missing_ok=True)
+        _discard(staged)
         raise
     os.close(fd)
-    return temp
+    return staged
+
+
+def _discard(staged: _Staged) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(staged.temp, dir_fd=staged.place.folder)
+    release(staged.place)
 
 
 def write(planned: Iterable[Planned], owner: tuple[int, int] | None = None) -> None:
     """Write every planned artifact whose action is not ``unchanged``, all or nothing;
-    files cloudboot creates get ``owner`` ``(uid, gid)`` when given."""
-    ids = owner
-    staged: list[tuple[Path, Path]] = []
+    files cloudboot creates get ``owner`` ``(uid, gid)`` when given. Raises
+    :class:`WriteError` (73); every previous file is then left as it was."""
+    trust = trust_for(owner)
+    staged: list[_Staged] = []
     try:
         for item in planned:
             if item.action == "unchanged":
                 continue
             try:
-                staged.append((_stage(item, ids), _target(item.artifact.path)))
+                staged.append(_stage(item, owner, trust))
+            except UnsafePath as exc:
+                raise WriteError(
+                    f"{item.artifact.kind} artifact {item.artifact.path}: {exc}"
+                ) from None
             except OSError as exc:
                 raise WriteError(
                     f"{item.artifact.kind} artifact {item.artifact.path} cannot be written: "
                     f"{exc.strerror}"
                 ) from None
-        for temp, target in staged:
+        for entry in staged:
+            folder = entry.place.folder
             try:
-                temp.replace(target)
+                os.rename(entry.temp, entry.place.name, src_dir_fd=folder, dst_dir_fd=folder)
             except OSError as exc:
-                raise WriteError(f"{target} cannot be replaced: {exc.strerror}") from None
+                raise WriteError(f"{entry.place.real} cannot be replaced: {exc.strerror}") from None
             with contextlib.suppress(OSError):
-                dir_fd = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY)
-                os.fsync(dir_fd)
-                os.close(dir_fd)
+                os.fsync(folder)  # type: ignore[arg-type]
     finally:
-        for temp, _ in staged:
-            temp.unlink(missing_ok=True)
+        for entry in staged:
+            _discard(entry)

@@ -1,0 +1,25 @@
+"""What cloudboot does to its own process while it holds a password."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import sys
+
+PR_SET_DUMPABLE = 4
+
+
+def keep_memory_private() -> bool:
+    """Make this process undumpable until it execs (``prctl(PR_SET_DUMPABLE, 0)``): no
+    core file, and no other process of the same user may read its memory or environment
+    through ``/proc/PID/mem``, ``/proc/PID/environ`` or ptrace (only root may). The
+    kernel makes the exec'd program dumpable again, as any program is. Whether it
+    worked: false off Linux or without a C library to call."""
+    if not sys.platform.startswith("linux"):
+        return False
+    name = ctypes.util.find_library("c") or "libc.so.6"
+    try:
+        libc = ctypes.CDLL(name, use_errno=True)
+    except OSError:
+        return False
+    return int(libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)) == 0
