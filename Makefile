@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 DEBIAN_PACKAGES := postgresql postgresql-client mariadb-server mariadb-client \
 	php-cli php-mysql wordpress wordpress-theme-twentytwentythree elixir jq ca-certificates
 
-.PHONY: all venv system-deps lint test demo bench clean
+.PHONY: all venv system-deps lint test demo bench bench-peers clean
 
 all: test
 
@@ -51,7 +51,28 @@ test: system-deps venv lint
 demo: system-deps venv
 	$(BIN)/python demo/demo.py
 
-bench: system-deps venv
+# make bench's peers, the waiters users pick, pinned: npm's from the committed
+# package-lock.json (npm ci), PyPI's by hash into a venv of their own. Only make bench
+# installs them; make test never needs them. Node.js comes with this kind of machine;
+# where npm is missing, Debian's nodejs and npm are installed (as root).
+PEERS := benchmarks/peers
+
+$(PEERS)/node_modules/.installed: $(PEERS)/package.json $(PEERS)/package-lock.json
+	@command -v npm >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null; }
+	cd $(PEERS) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(PEERS)/.venv/.installed: $(PEERS)/requirements.txt
+	$(PYTHON) -m venv $(PEERS)/.venv
+	$(PEERS)/.venv/bin/python -m pip install --quiet --require-hashes --only-binary :all: \
+		-r $(PEERS)/requirements.txt
+	touch $@
+
+bench-peers: $(PEERS)/node_modules/.installed $(PEERS)/.venv/.installed
+
+# About 4-5 minutes; the table and its method: docs/benchmarks.md.
+bench: system-deps venv bench-peers
 	$(BIN)/python benchmarks/run.py
 
 clean:
