@@ -180,18 +180,27 @@ def cores() -> int:
     return len(os.sched_getaffinity(0))
 
 
+def _cpu_jiffies(line: str | None = None) -> tuple[int, int]:
+    """All cores' idle (idle + waiting for I/O) and total time so far, in clock ticks,
+    from ``line`` (the first line of ``/proc/stat``) or the file itself."""
+    line = line or Path("/proc/stat").read_text().split("\n", 1)[0]
+    fields = [int(x) for x in line.split()[1:]]
+    return fields[3] + fields[4], sum(fields[:8])
+
+
+def busy_cpu_seconds(line: str | None = None) -> float:
+    """CPU seconds all cores have been busy since boot (steal included: a VM's host took
+    it); the difference of two readings is what ran on the machine in between."""
+    idle, total = _cpu_jiffies(line)
+    return (total - idle) / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_busy(seconds: float = 2.0) -> float:
     """The share of all cores busy (not idle, not waiting for I/O) over ``seconds`` while
     this process sleeps: what else runs on the machine."""
-
-    def sample() -> tuple[int, int]:
-        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        idle = fields[3] + fields[4]
-        return idle, sum(fields[:8])
-
-    idle_before, total_before = sample()
+    idle_before, total_before = _cpu_jiffies()
     time.sleep(seconds)
-    idle_after, total_after = sample()
+    idle_after, total_after = _cpu_jiffies()
     total = total_after - total_before
     return 0.0 if total <= 0 else 1.0 - (idle_after - idle_before) / total
 
@@ -353,8 +362,9 @@ class Database:
             "connect_timeout=5"
         )
 
-    def login(self, timeout: float = 2.0) -> None:
-        """One real TLS login and ``select 1``, as the independent prober makes it."""
+    def login(self, timeout: float = 2.0) -> float:
+        """One real TLS login and ``select 1``, as the independent prober makes it; the
+        moment (``time.time()``) the server's answer to ``select 1`` arrived."""
         import psycopg  # noqa: PLC0415 - only the time-to-ready prober needs it
 
         with psycopg.connect(
@@ -368,6 +378,7 @@ class Database:
             connect_timeout=max(2, int(timeout)),
         ) as connection:
             connection.execute("select 1").fetchall()
+            return time.time()
 
     # -- cold starts: crash, restore, start at a chosen moment ---------------------------
 

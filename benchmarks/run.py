@@ -65,6 +65,10 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         help="also measure time-to-ready for the bootstrap package in DIR (a patched copy "
         "of src, outside the repository), as the row 'cloudboot [NAME]'",
     )  # fmt: skip
+    parser.add_argument(
+        "--no-peers", action="store_true",
+        help="time-to-ready of cloudboot (and its variants) only: for iterating on the wait",
+    )  # fmt: skip
     parser.add_argument("--seed", type=int, default=None, help="seed of the random delays")
     parser.add_argument("--output", type=Path, default=REPO / "benchmarks/results/latest.json")
     return parser.parse_args(argv)
@@ -167,7 +171,8 @@ def _variants(specs: list[str]) -> dict[str, Interpreter]:
 def main(argv: list[str] | None = None) -> int:
     args = _arguments(argv)
     only = set(args.only or FIGURES)
-    missing = missing_programs() + (peers.missing() if "ready" in only else [])
+    wants_peers = "ready" in only and not args.no_peers
+    missing = missing_programs() + (peers.missing() if wants_peers else [])
     if missing:
         print(f"benchmarks need: {', '.join(missing)} (make bench installs them)", file=sys.stderr)
         return 1
@@ -203,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         if "ready" in only:
             print("time-to-ready ...", file=sys.stderr, flush=True)
             ready = time_to_ready.measure(
-                db, scratch, args.trials, rng, reference, variants=variants
+                db, scratch, args.trials, rng, reference, variants=variants, with_peers=wants_peers
             )
             figures = ready + figures
     info["duration_s"] = round(time.monotonic() - started, 1)
