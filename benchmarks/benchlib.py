@@ -404,9 +404,8 @@ class Database:
         shutil.rmtree(self.snapshot, ignore_errors=True)
         subprocess.run(["cp", "-a", str(self.server.data_dir), str(self.snapshot)], check=True)
 
-    def prepare_cold_start(self) -> None:
-        """The server down, its data folder as the crash left it."""
-        self.crash()
+    def restore_snapshot(self) -> None:
+        """The data folder as the crash left it (the server is down: :meth:`crash`)."""
         shutil.rmtree(self.server.data_dir)
         subprocess.run(["cp", "-a", str(self.snapshot), str(self.server.data_dir)], check=True)
         self._log_offset = self.server.log_file.stat().st_size
@@ -418,7 +417,7 @@ class Database:
         return launched
 
     def start_report(self, launched: float) -> ServerStart:
-        """What the server's log says about the start since :meth:`prepare_cold_start`."""
+        """What the server's log says about the start since :meth:`restore_snapshot`."""
         with self.server.log_file.open("rb") as log:
             log.seek(self._log_offset)
             lines = log.read().decode(errors="replace").splitlines()

@@ -10,6 +10,7 @@ figure, prints one table and writes the same figures as JSON (default
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import random
@@ -130,7 +131,8 @@ def table(figures: list[Figure], info: dict[str, Any]) -> str:
     versions = info["peers"]
     lines = [
         f"cloudboot benchmarks, {info['finished_at']} ({info['duration_s']:.0f} s), "
-        f"commit {source['commit'][:10]}{' + local changes' if source['dirty'] else ''}",
+        f"commit {source['commit'][:10]}{' + local changes' if source['dirty'] else ''}; "
+        + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in info["parts_s"].items()),
         f"machine: {host['cpu_model']}, {host['cores_usable']} cores; Linux {host['kernel']}; "
         f"{host['os']}",
         "load average (1, 5, 15 min): {} at start, {} at end".format(
@@ -196,21 +198,33 @@ def main(argv: list[str] | None = None) -> int:
     }
     started = time.monotonic()
     figures: list[Figure] = []
+    parts: dict[str, float] = {}
+
+    def part(name: str) -> None:
+        print(f"{name} ...", file=sys.stderr, flush=True)
+        parts[name] = time.monotonic()
+
     with database() as db, tempfile.TemporaryDirectory(prefix="cloudboot-bench-") as tmp:
         scratch = Path(tmp)
+        parts["setup"] = started
         # Time-to-ready runs last: it leaves the server crashed and restored each trial.
         if "overhead" in only:
-            print("boot overhead ...", file=sys.stderr, flush=True)
+            part("overhead")
             figures += boot_overhead.measure(db, scratch, args.overhead_trials, interpreters)
         if "fleet" in only:
-            print("fleet start ...", file=sys.stderr, flush=True)
+            part("fleet")
             figures += fleet_start.measure(db, scratch, args.fleet_trials, interpreters)
         if "ready" in only:
-            print("time-to-ready ...", file=sys.stderr, flush=True)
+            part("ready")
             ready = time_to_ready.measure(
                 db, scratch, args.trials, rng, reference, variants=variants, with_peers=wants_peers
             )
             figures = ready + figures
+        parts["end"] = time.monotonic()
+    marks = list(parts.items())
+    info["parts_s"] = {
+        name: round(end - at, 1) for (name, at), (_n, end) in itertools.pairwise(marks)
+    }
     info["duration_s"] = round(time.monotonic() - started, 1)
     info["finished_at"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     info["load_average_end"] = [round(x, 2) for x in os.getloadavg()]

@@ -130,7 +130,7 @@ def _outcome(waiter: peers.Waiter, run: Run, result: Path) -> Outcome:
 
 def trial(waiters: list[peers.Waiter], db: Database, scratch: Path, delay: float) -> Trial:
     """One cold start awaited by ``waiters``, ``delay`` s after all of them wait."""
-    db.prepare_cold_start()
+    db.crash()
     runs: dict[str, Run] = {}
     results: dict[str, Path] = {}
     prober = Prober(db)
@@ -146,6 +146,7 @@ def trial(waiters: list[peers.Waiter], db: Database, scratch: Path, delay: float
             runs[waiter.name] = launch(
                 waiter.command(db, next_command), waiter.environ(db, home), workdir
             )
+        db.restore_snapshot()  # while the waiters start up: nothing of it is timed
         _wait_for_markers(runs, waiters)
         prober.start()
         time.sleep(delay)
@@ -216,6 +217,8 @@ def _figure(waiter: peers.Waiter, trials: list[Trial]) -> Figure:
     errors = Counter(o.login_error for o in outcomes if not o.login_ok)
     figure = Figure(TITLE, waiter.name, "ms", samples)
     figure.notes = f"false-ready {false_ready}/{len(outcomes)}"
+    if early != false_ready:
+        figure.notes += f" (ran before the server's ready line: {early})"
     figure.details = {
         "checks": waiter.checks,
         "false_ready": false_ready,
