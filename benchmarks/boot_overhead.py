@@ -1,7 +1,8 @@
 """Boot overhead with the database already up: wall and CPU time per boot, cloudboot's
 own share above the floor its mandated dependencies set, and its peak memory.
 
-The paths alternate in one run (their order rotates every round), each in a fresh,
+The paths alternate in one run (their order rotates every round and reverses every
+other round; each path runs next to the floor it is compared with), each in a fresh,
 empty ``HOME`` so that every artifact is created, as in a container's first boot:
 
 * the tutorials' shell path (``shell/tutorial-boot.sh``): five ``jq`` calls, three
@@ -63,9 +64,13 @@ FLOOR_RENDER = "floor: import render's dependencies"
 
 # What cloudboot cannot go below: the interpreter's start and the imports of the
 # runtime dependencies SPEC mandates (render: pydantic-settings, structlog; the boot:
-# also psycopg and tenacity), with the same exit (gc.freeze) or exec as cloudboot's.
+# also psycopg and tenacity), in cloudboot's order: its main freezes the collector's
+# objects (gc.freeze) once the settings stack is imported, before the wait imports
+# tenacity and psycopg; render exits, the boot execs.
 FLOOR_RENDER_CODE = "import gc, pydantic_settings, structlog; gc.freeze()"
-_IMPORTS = "import json, os, pydantic_settings, structlog, tenacity, psycopg"
+_IMPORTS = (
+    "import gc, json, os, pydantic_settings, structlog; gc.freeze(); import tenacity, psycopg"
+)
 FLOOR_BOOT_CODE = f"{_IMPORTS}; os.execvp('true', ['true'])"
 # The boot's floor with the one thing every boot must also do: a verified-TLS login
 # and select 1, as psycopg makes it for cloudboot (same libpq, same server).
@@ -138,14 +143,16 @@ def _runners(db: Database, scratch: Path, interpreters: Sequence[Interpreter]) -
 
     runners: dict[str, Runner] = {SHELL: shell}
     for interpreter in interpreters:
+        # Each path next to the floor it is compared with: a difference within a round
+        # is then taken over a few hundred ms, not over the whole round.
         paths: dict[str, Runner] = {
             BOOT: cloudboot(interpreter, "--", "true", booted=True),
+            FLOOR_LOGIN: floor(interpreter, FLOOR_LOGIN_CODE),
+            FLOOR_BOOT: floor(interpreter, FLOOR_BOOT_CODE),
             RENDER: cloudboot(interpreter, "render", "--dry-run"),
+            FLOOR_RENDER: floor(interpreter, FLOOR_RENDER_CODE),
             VERSION: cloudboot(interpreter, "--version"),
             HELP: cloudboot(interpreter, "--help"),
-            FLOOR_BOOT: floor(interpreter, FLOOR_BOOT_CODE),
-            FLOOR_LOGIN: floor(interpreter, FLOOR_LOGIN_CODE),
-            FLOOR_RENDER: floor(interpreter, FLOOR_RENDER_CODE),
         }
         runners.update({_name(p, interpreter, reference): r for p, r in paths.items()})
     return runners
@@ -162,8 +169,11 @@ def measure(
         runners[name]()
     samples: dict[str, list[Sample]] = {name: [] for name in names}
     for index in range(trials):
+        # Rotated every round and reversed every other one: each path runs first and
+        # last, before and after its floor, equally often.
         shift = index % len(names)
-        for name in names[shift:] + names[:shift]:
+        order = names[shift:] + names[:shift]
+        for name in reversed(order) if index % 2 else order:
             samples[name].append(runners[name]())
 
     def row(name: str) -> Figure:

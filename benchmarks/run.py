@@ -50,8 +50,8 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         help=f"cold starts per waiter for time-to-ready (default {MIN_READY_TRIALS})",
     )  # fmt: skip
     parser.add_argument(
-        "--overhead-trials", type=int, default=20,
-        help="alternating rounds of the boot-overhead paths (default 20)",
+        "--overhead-trials", type=int, default=25,
+        help="alternating rounds of the boot-overhead paths (default 25)",
     )  # fmt: skip
     parser.add_argument("--fleet-trials", type=int, default=10, help="fleet starts (default 10)")
     parser.add_argument(
