@@ -50,10 +50,10 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         help=f"cold starts per waiter for time-to-ready (default {MIN_READY_TRIALS})",
     )  # fmt: skip
     parser.add_argument(
-        "--overhead-trials", type=int, default=25,
-        help="alternating rounds of the boot-overhead paths (default 25)",
+        "--overhead-trials", type=int, default=20,
+        help="alternating rounds of the boot-overhead paths (default 20)",
     )  # fmt: skip
-    parser.add_argument("--fleet-trials", type=int, default=10, help="fleet starts (default 10)")
+    parser.add_argument("--fleet-trials", type=int, default=8, help="fleet starts (default 8)")
     parser.add_argument(
         "--only", choices=FIGURES, action="append", help="run only this figure (repeatable)"
     )
