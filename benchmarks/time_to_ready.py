@@ -295,8 +295,8 @@ def _reference_rows(trials: list[Trial]) -> list[Figure]:
         ),
         Figure(
             title, "prober: that first login (TLS, SCRAM, select 1)", "ms", login,
-            note="the first login after a start is slow (the server rebuilds its relation "
-            "cache); its end is the zero of every time-to-ready figure",
+            note="its end is the zero of every time-to-ready figure; it shares the cores "
+            "with a waiter's login and the server that has just come up",
         ),
     ]  # fmt: skip
     return [row for row in rows if row.samples]
