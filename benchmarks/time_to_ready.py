@@ -251,6 +251,8 @@ def _figure(waiter: peers.Waiter, trials: list[Trial]) -> Figure:
         figure.notes += (
             f"; attempts/wait {statistics.median(total):g} (max {max(total)}), "
             f"{statistics.median(against_open):g} on the open port (max {max(against_open)})"
+            if any(total)
+            else "; attempts: its log has no cloudboot.wait.attempt events (debug level)"
         )
         figure.details["attempts_per_wait"] = total
         figure.details["attempts_on_open_port"] = against_open
