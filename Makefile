@@ -18,7 +18,7 @@ DEBIAN_PACKAGES := postgresql postgresql-client mariadb-server mariadb-client \
 	default-libmysqlclient-dev pkg-config gcc
 NODE_CLIENTS := tests/frameworks/node
 
-.PHONY: all venv node-clients system-deps lint test test-fast demo bench clean constraints
+.PHONY: all venv node-clients system-deps lint test test-fast demo bench bench-peers clean constraints
 
 all: test
 
@@ -95,7 +95,28 @@ test-fast: venv node-clients
 demo: system-deps venv
 	$(BIN)/python demo/demo.py
 
-bench: system-deps venv
+# make bench's peers, the waiters users pick, pinned: npm's from the committed
+# package-lock.json (npm ci), PyPI's by hash into a venv of their own. Only make bench
+# installs them; make test never needs them. Node.js comes with this kind of machine;
+# where npm is missing, Debian's nodejs and npm are installed (as root).
+PEERS := benchmarks/peers
+
+$(PEERS)/node_modules/.installed: $(PEERS)/package.json $(PEERS)/package-lock.json
+	@command -v npm >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null; }
+	cd $(PEERS) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(PEERS)/.venv/.installed: $(PEERS)/requirements.txt
+	$(PYTHON) -m venv $(PEERS)/.venv
+	$(PEERS)/.venv/bin/python -m pip install --quiet --require-hashes --only-binary :all: \
+		-r $(PEERS)/requirements.txt
+	touch $@
+
+bench-peers: $(PEERS)/node_modules/.installed $(PEERS)/.venv/.installed
+
+# About 4-5 minutes; the table and its method: docs/benchmarks.md.
+bench: system-deps venv bench-peers
 	$(BIN)/python benchmarks/run.py
 
 clean:

@@ -1,4 +1,5 @@
-"""Run one command; write its wall time, exit status and peak RSS as JSON to a file.
+"""Run one command; write its wall time, CPU time, exit status and peak RSS as JSON to a
+file.
 
     python spawn.py RESULT.json CMD [ARG...]
 
@@ -6,6 +7,8 @@ A process inherits the peak RSS of the process that forked it (Linux keeps
 ``ru_maxrss`` across an exec), so the boot paths are not forked from the benchmark's own
 large process but from this small one; its ~10 MB is below any cloudboot figure. The
 clock runs from just before the spawn to the child's exit, without this helper's start.
+The CPU time is the child's user + system time, with that of the children it waited for
+(the shell path's ``jq`` calls, a hook), as ``os.wait4`` reports it.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ def main() -> int:
         "seconds": elapsed,
         "exit_code": os.waitstatus_to_exitcode(status),
         "maxrss_kb": usage.ru_maxrss,
+        "cpu_seconds": usage.ru_utime + usage.ru_stime,
     }
     result.write_text(json.dumps(report))
     return 0
