@@ -23,8 +23,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import structlog
 
+import bootstrap.logs
 from bootproc import Target, make_target
 from imagerun import Tasks
 from leakguard import register_secret
@@ -102,11 +102,11 @@ def _isolated_environment(
 
 @pytest.fixture(autouse=True)
 def _restore_logging() -> Iterator[None]:
-    """An in-process ``main()`` points structlog at this test's captured stderr, which
-    is closed afterwards: give every later test the configuration it had."""
-    saved = structlog.get_config()
+    """An in-process ``main()`` points cloudboot's logging at this test's captured
+    stderr, which is closed afterwards: give every later test the configuration it had."""
+    saved = bootstrap.logs._config
     yield
-    structlog.configure(**saved)
+    bootstrap.logs._config = saved
 
 
 @pytest.fixture(scope="session")

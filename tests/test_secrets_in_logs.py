@@ -8,22 +8,17 @@ values a driver might put in an exception message.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+import subprocess
+import sys
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-import structlog
 
 from bootstrap.logs import configure, get_logger
 from bootstrap.secret import Secret, register_secret_form
 from leakguard import assert_no_secret, find_secrets
 from servers import NASTY_PASSWORDS
-
-
-@pytest.fixture(autouse=True)
-def _structlog_defaults() -> Iterator[None]:
-    yield
-    structlog.reset_defaults()
 
 
 def _fail_like_a_driver(password: str) -> None:
@@ -61,3 +56,35 @@ def test_levels_filter() -> None:
     get_logger().warning("cloudboot.test.shown")
     assert "cloudboot.test.hidden" not in stream.getvalue()
     assert "cloudboot.test.shown" in stream.getvalue()
+
+
+def test_the_library_logs_to_stderr_at_info_redacted_and_never_to_stdout(tmp_path: Path) -> None:
+    # A program that imports bootstrap and calls it, with logging left as it is.
+    script = """
+import bootstrap, bootstrap.logs, structlog
+structlog.configure(processors=[structlog.processors.JSONRenderer()])  # the app's own
+from bootstrap.logs import get_logger
+bootstrap.Secret("library-secret-value-9x")
+get_logger().debug("cloudboot.test.debug_hidden")
+get_logger().info("cloudboot.test.shown", detail="said library-secret-value-9x")
+structlog.get_logger().info("app.own_event")
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False, timeout=30
+    )
+    assert result.returncode == 0, result.stderr
+    assert "cloudboot." not in result.stdout  # cloudboot never writes to stdout
+    assert "app.own_event" in result.stdout  # and leaves the app's own logging alone
+    assert "cloudboot.test.shown" in result.stderr
+    assert "debug_hidden" not in result.stderr
+    assert "library-secret-value-9x" not in result.stderr
+    assert "<SECRET>" in result.stderr
+
+
+def test_configure_logging_is_the_documented_way() -> None:
+    import bootstrap  # noqa: PLC0415
+
+    stream = io.StringIO()
+    bootstrap.configure_logging("json", "debug", stream=stream)
+    get_logger().debug("cloudboot.test.visible")
+    assert "cloudboot.test.visible" in stream.getvalue()

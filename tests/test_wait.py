@@ -5,6 +5,7 @@ first login, a connection dropped after the wait, refusals, deadline and SIGTERM
 from __future__ import annotations
 
 import contextlib
+import re
 import select
 import signal
 import socket
@@ -446,19 +447,55 @@ def test_sigint_during_the_wait_exits_130(home: Path, unused_port: int) -> None:
     assert result.elapsed < 2.0, result
 
 
-def test_progress_line_on_a_terminal(home: Path, unused_port: int) -> None:
-    # The port is closed: no server (and either engine) is needed.
+LONG_HOST = "aurora-cluster-abcdefghijkl.cluster-0123456789ab.eu-west-1.rds.invalid"
+CSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def _screen_lines(output: str) -> list[str]:
+    """What a terminal shows, segment by segment: escape sequences dropped, every
+    carriage return and line feed a new segment (each starts at column 0)."""
+    return [part for part in re.split(r"[\r\n]", CSI.sub("", output)) if part]
+
+
+def test_progress_line_on_a_terminal(home: Path) -> None:
+    assert len(LONG_HOST) == 70
     env = {
-        "DATABASE_URL": f"postgresql://u:pw-on-a-tty@{HOST}:{unused_port}/app",
-        "CLOUDBOOT_WAIT_TIMEOUT": "1.5",
+        # The name does not resolve (.invalid): the wait retries until its deadline.
+        "DATABASE_URL": f"postgresql://u:pw-on-a-tty@{LONG_HOST}:5432/app",
+        "CLOUDBOOT_WAIT_TIMEOUT": "2.5",
         "CLOUDBOOT_LOG_FORMAT": "console",
     }
-    output = run_on_a_terminal(["wait"], clean_env(home, env))
+    output = run_on_a_terminal(["wait"], clean_env(home, env), columns=80)
     assert_no_secret(output)
-    assert "\r" in output
-    assert "waiting for 127.0.0.1:" in output
-    assert "of 1.5 s, last: retryable (connection refused)" in output
+    lines = _screen_lines(output)
+    progress = [line for line in lines if line.startswith("waiting for ")]
+    # The drawn line never wraps (log lines are printed, and may wrap as any output).
+    assert progress, output
+    assert all(len(line) <= 80 for line in progress), [p for p in progress if len(p) > 80]
+    # The long host is shortened in the middle; the line speaks plainly.
+    assert all("…" in line and line.endswith("host name does not resolve") for line in progress)
+    assert all(" s of 2.5 s — " in line for line in progress)
+    # Drawn on a clock (about every 200 ms), not only per attempt: the seconds move.
+    assert len(progress) >= 6, progress
+    assert {line.split(" — ")[1] for line in progress} >= {"0 s of 2.5 s", "2 s of 2.5 s"}
+    # Erased before anything else is printed: the final message starts a clean line.
     assert "cloudboot.wait.retry" not in output  # the line replaces per-attempt events
+    error = output.index("cloudboot: error:")
+    assert output[:error].endswith(("\r\x1b[K", "\n")), repr(output[error - 20 : error])
+    assert "did not answer within 2.5 s" in output
+
+
+def test_no_progress_line_and_no_colour_when_not_a_terminal(home: Path) -> None:
+    env = {
+        "DATABASE_URL": f"postgresql://u:pw-on-a-pipe@{LONG_HOST}:5432/app",
+        "CLOUDBOOT_WAIT_TIMEOUT": "0.5",
+        "CLOUDBOOT_LOG_FORMAT": "console",
+    }
+    result = run(["wait"], env, home=home)
+    assert result.returncode == 69
+    assert "\r" not in result.stderr
+    assert "\x1b" not in result.stderr
+    assert "cloudboot: error:" in result.stderr
 
 
 # --- late start, restart, drop ---------------------------------------------------------

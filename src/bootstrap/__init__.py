@@ -44,7 +44,10 @@ _EXPORTS = {
     "prepare": "lifecycle",
     "wait_only": "lifecycle",
     "write_artifacts": "lifecycle",
+    "configure_logging": "logs",
 }
+
+_RENAMED = {"configure_logging": "configure"}
 
 __all__ = [
     "CloudbootError",
@@ -68,6 +71,7 @@ __all__ = [
     "WriteError",
     "__version__",
     "boot",
+    "configure_logging",
     "load",
     "migrate",
     "plan",
@@ -83,7 +87,7 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'bootstrap' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    value = getattr(importlib.import_module(f".{module}", __name__), _RENAMED.get(name, name))
     globals()[name] = value
     return value
 
@@ -102,6 +106,7 @@ if TYPE_CHECKING:
         WriteError,
     )
     from .lifecycle import Prepared, boot, migrate, prepare, wait_only, write_artifacts
+    from .logs import configure as configure_logging
     from .rendering import FileArtifact, Rendering, render
     from .secret import Secret
     from .settings import Hook, Settings

@@ -21,6 +21,8 @@ HOOK_SKIPPED = "cloudboot.hook.skipped"
 HOOK_START = "cloudboot.hook.start"
 HOOK_DONE = "cloudboot.hook.done"
 EXEC = "cloudboot.exec"
+EXEC_DIRECT = "cloudboot.exec.direct"
+EXEC_UNCONFIGURED = "cloudboot.exec.unconfigured"
 CLIENT_EXEC = "cloudboot.client.exec"
 FAILED = "cloudboot.failed"
 

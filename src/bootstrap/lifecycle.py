@@ -158,6 +158,26 @@ def boot(environ: Mapping[str, str], cmd: Sequence[str]) -> NoReturn:
         exec_server(cmd, environment, program)
 
 
+def exec_direct(environ: Mapping[str, str], cmd: Sequence[str]) -> NoReturn:
+    """A command that is not the server: the artifacts rendered and written, then
+    ``cmd`` exec'd with the rendered environment at once (no wait, no database, no
+    hooks). Logs ``cloudboot.exec.direct``."""
+    with signals_end_the_boot():
+        prepared = prepare(environ)
+        environment = prepared.server_environment()
+        program = find_program(cmd, environment)
+        write_artifacts(prepared)
+        get_logger().info(
+            events.EXEC_DIRECT, program=cmd[0], pid=os.getpid(), why="not the server command"
+        )
+        exec_program(cmd, environment, what="command", path=program)
+
+
+def exec_plain(environ: Mapping[str, str], cmd: Sequence[str]) -> NoReturn:
+    """``cmd`` exec'd with ``environ`` as it is (nothing rendered)."""
+    exec_program(cmd, environ, what="command", path=find_program(cmd, environ))
+
+
 def find_program(cmd: Sequence[str], environment: Mapping[str, str]) -> str:
     """The path ``cmd[0]`` runs as, looked up on the ``PATH`` of ``environment``.
 
@@ -166,16 +186,16 @@ def find_program(cmd: Sequence[str], environment: Mapping[str, str]) -> str:
     """
     hint = "check the image's CMD and PATH"
     if not cmd or not cmd[0]:
-        raise ProgramError("the server command is empty", exit_code=EXIT_NOT_FOUND, hint=hint)
+        raise ProgramError("the command to run is empty", exit_code=EXIT_NOT_FOUND, hint=hint)
     name = cmd[0]
     if "/" in name:
         if not os.path.exists(name):
             raise ProgramError(
-                f"the server command {name!r} was not found", exit_code=EXIT_NOT_FOUND, hint=hint
+                f"the command {name!r} was not found", exit_code=EXIT_NOT_FOUND, hint=hint
             )
         if os.path.isdir(name) or not os.access(name, os.X_OK):
             raise ProgramError(
-                f"the server command {name!r} cannot be executed: not an executable file",
+                f"the command {name!r} cannot be executed: not an executable file",
                 exit_code=EXIT_NOT_EXECUTABLE,
                 hint="check that it is an executable file",
             )
@@ -183,7 +203,7 @@ def find_program(cmd: Sequence[str], environment: Mapping[str, str]) -> str:
     found = shutil.which(name, path=environment.get("PATH", os.defpath))
     if found is None:
         raise ProgramError(
-            f"the server command {name!r} was not found", exit_code=EXIT_NOT_FOUND, hint=hint
+            f"the command {name!r} was not found", exit_code=EXIT_NOT_FOUND, hint=hint
         )
     return found
 

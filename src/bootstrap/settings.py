@@ -20,9 +20,17 @@ import re
 import shlex
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -60,6 +68,24 @@ def text_problem(value: str) -> str | None:
     return None
 
 
+_DURATION = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h)?\s*")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(value: object) -> object:
+    """``90``, ``90s``, ``1.5m``, ``500ms``, ``2h`` as seconds."""
+    if not isinstance(value, str):
+        return value
+    match = _DURATION.fullmatch(value)
+    if match is None:
+        raise ValueError("must be a duration such as 90, 90s, 5m or 500ms")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2) or "s"]
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+"""Seconds, also written ``90s``, ``5m``, ``500ms``, ``1h``."""
+
+
 def _check_text(value: object) -> object:
     for text in [value] if isinstance(value, str) else value if isinstance(value, tuple) else []:
         if isinstance(text, str) and (problem := text_problem(text)):
@@ -84,7 +110,7 @@ class Hook(BaseModel):
     run: tuple[str, ...] | None = None
     shell: str | None = None
     lock: bool = True
-    timeout: float | None = Field(default=None, gt=0)
+    timeout: Duration | None = Field(default=None, gt=0)
 
     _text = field_validator("name")(_check_text)
     _command = field_validator("run", "shell")(_check_command)
@@ -125,8 +151,8 @@ class Settings(BaseSettings):
     engine: EngineName | None = None
     sslmode: SslMode = "verify-full"
     ca_file: str = "system"
-    wait_timeout: float = Field(default=300.0, gt=0)
-    connect_timeout: float = Field(default=5.0, gt=0)
+    wait_timeout: Duration = Field(default=300.0, gt=0)
+    connect_timeout: Duration = Field(default=5.0, gt=0)
     create_database: bool = True
     collation: str | None = None
     release: str | None = None
@@ -143,6 +169,7 @@ class Settings(BaseSettings):
     wp_collate: str = "utf8mb4_bin"
     owner: str | None = None
     migrate_command: str | None = None
+    server: tuple[str, ...] | None = None
     hooks: tuple[Hook, ...] = ()
     log_format: Literal["json", "console"] | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -183,6 +210,25 @@ class Settings(BaseSettings):
     def _service_name(cls, value: str) -> str:
         if not _SERVICE_NAME.fullmatch(value):
             raise ValueError("must be a service name of letters, digits, '_', '.' and '-'")
+        return value
+
+    @field_validator("server", mode="before")
+    @classmethod
+    def _server_words(cls, value: object) -> object:
+        # A variable holds a command line (split like a shell), the file an argv list.
+        if isinstance(value, str):
+            try:
+                value = tuple(shlex.split(value))
+            except ValueError:
+                raise ValueError("cannot be split like a shell line (an unclosed quote?)") from None
+        return value
+
+    @field_validator("server")
+    @classmethod
+    def _server_program(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value is not None and (not value or not value[0]):
+            raise ValueError("must name the server's program")
+        _check_command(value)
         return value
 
     @field_validator("migrate_command")
