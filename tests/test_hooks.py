@@ -24,7 +24,8 @@ from bootstrap.engines.mysql import create_statement, lock_name, quote_identifie
 from bootstrap.engines.postgres import advisory_key
 from bootstrap.errors import HookError, Interrupted
 from bootstrap.hooks import run_hook, run_hooks
-from bootstrap.lifecycle import migrate, signals_end_the_boot
+from bootstrap import stop
+from bootstrap.lifecycle import migrate
 from bootstrap.settings import Hook, load_settings
 
 # --- the runner alone ----------------------------------------------------------------
@@ -105,7 +106,7 @@ def test_a_signal_while_the_hook_is_being_started_still_ends_its_group(
 
     monkeypatch.setattr(subprocess, "Popen", popen_then_signal)
     script = f"sleep 300 & echo $! > {pids}; echo $$ >> {pids}; wait"
-    with pytest.raises(Interrupted) as caught, signals_end_the_boot():
+    with pytest.raises(Interrupted) as caught, stop.handled():
         run_hook(shell_hook("slow", script), _env())
     assert caught.value.exit_code == 143
     assert _wait_gone([int(p) for p in pids.read_text().split()]) == []
@@ -135,6 +136,12 @@ class FakeLease:
 
     def record(self) -> None:
         self.recorded = True
+
+    def hand_over(self) -> None:
+        pass
+
+    def lost(self) -> None:
+        return None
 
 
 def test_locked_hooks_run_inside_the_lock_and_are_recorded(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import os
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -105,14 +106,31 @@ class Engine(Protocol):
         ...
 
     def acquire_lock(
-        self, connection: Connection, target: Target, on_wait: Callable[[], None]
-    ) -> None:
+        self,
+        connection: Connection,
+        target: Target,
+        on_wait: Callable[[], None],
+        timeout: float,
+    ) -> bool:
         """Take the hooks' lock on ``connection`` (it ends with the session), calling
-        ``on_wait`` once if another session holds it."""
+        ``on_wait`` once if another session holds it; false when it was not free
+        within ``timeout`` seconds."""
         ...
 
-    def create_runs_table(self, connection: Connection) -> None:
-        """Create ``cloudboot_hook_runs`` unless it exists."""
+    def bound_lock_session(self, connection: Connection, keepalive: int) -> None:
+        """Make the server end this session within about ``keepalive`` seconds once its
+        client has vanished without closing (no FIN, no RST), provided the client
+        sends something at least every ``keepalive / 3`` seconds while it lives."""
+        ...
+
+    def session_socket(self, connection: Connection) -> int:
+        """The file descriptor of ``connection``'s socket."""
+        ...
+
+    def create_runs_table(self, connection: Connection, target: Target) -> None:
+        """Create ``cloudboot_hook_runs`` unless it exists. Raises
+        :class:`~bootstrap.errors.RefusedError` naming the privilege to grant when the
+        user may not create it."""
         ...
 
     def record_run_sql(self) -> str:
@@ -186,6 +204,28 @@ def may_not_create(target: Target, grant: str) -> RefusedError:
         f"user {target.user} may not create database {target.dbname}",
         hint=f"create the database beforehand, or grant {grant} to the user",
     )
+
+
+def watch_socket(fd: int) -> None:
+    """Client-side TCP keepalives and a user timeout on the socket ``fd``: when the
+    server or the path to it vanishes, the socket fails within about 3 s, idle or not,
+    and a ``poll`` on it says so."""
+    sock = socket.socket(fileno=os.dup(fd))  # closing the duplicate leaves ``fd`` open
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 2)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, 3000)
+    finally:
+        sock.close()
+
+
+def keepalive_parts(seconds: int) -> tuple[int, int, int]:
+    """``(idle, interval, count)`` of TCP keepalives that drop a silent peer within
+    ``seconds``: ``idle + interval * count <= seconds``."""
+    interval = max(1, seconds // 4)
+    return max(1, seconds - 3 * interval), interval, 3
 
 
 def close_quietly(connection: Connection) -> None:

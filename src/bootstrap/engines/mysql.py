@@ -11,6 +11,7 @@ import errno
 import hashlib
 import socket
 import struct
+import time
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
@@ -184,18 +185,23 @@ class MySQLFamily:
             close_quietly(connection)
 
     def acquire_lock(
-        self, connection: Connection, target: Target, on_wait: Callable[[], None]
-    ) -> None:
+        self,
+        connection: Connection,
+        target: Target,
+        on_wait: Callable[[], None],
+        timeout: float,
+    ) -> bool:
         name = lock_name(target.dbname)
         # One-second GET_LOCK waits in a loop: each must answer within the connection's
         # read timeout (at least 2 s), and MySQL and MariaDB disagree on what a negative
         # (infinite) wait means. A wait ends as soon as the lock is free, so the loop
         # costs a round trip a second, not latency.
+        deadline = time.monotonic() + timeout
         wait = 0
         while True:
             (got,) = fetch_one(connection, "SELECT GET_LOCK(%s, %s)", (name, wait)) or (None,)
             if got == 1:
-                return
+                return True
             if got is None:
                 raise UnavailableError(
                     "GET_LOCK failed on the server",
@@ -203,15 +209,41 @@ class MySQLFamily:
                 )
             if wait == 0:
                 on_wait()
+            if time.monotonic() >= deadline:
+                return False
             wait = 1
 
-    def create_runs_table(self, connection: Connection) -> None:
-        connection.cursor().execute(
-            f"CREATE TABLE IF NOT EXISTS {RUNS_TABLE} ("
-            f"hook VARCHAR({_MAX_KEY}) NOT NULL, release_id VARCHAR({_MAX_KEY}) NOT NULL, "
-            "finished_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP, "
-            "PRIMARY KEY (hook, release_id)) CHARACTER SET utf8mb4"
-        )
+    def bound_lock_session(self, connection: Connection, keepalive: int) -> None:
+        # The MySQL family has no per-session TCP keepalive; wait_timeout ends a session
+        # idle that long, so the holder sends a query every keepalive / 3 s.
+        fetch_one(connection, "SET SESSION wait_timeout = %s", (keepalive,))
+
+    def session_socket(self, connection: Connection) -> int:
+        # PyMySQL keeps its socket in _sock (no public accessor).
+        return int(connection._sock.fileno())  # type: ignore[attr-defined]
+
+    def create_runs_table(self, connection: Connection, target: Target) -> None:
+        from pymysql.constants import ER  # noqa: PLC0415
+        from pymysql.err import MySQLError  # noqa: PLC0415
+
+        try:
+            connection.cursor().execute(
+                f"CREATE TABLE IF NOT EXISTS {RUNS_TABLE} ("
+                f"hook VARCHAR({_MAX_KEY}) NOT NULL, release_id VARCHAR({_MAX_KEY}) NOT NULL, "
+                "finished_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP, "
+                "PRIMARY KEY (hook, release_id)) CHARACTER SET utf8mb4"
+            )
+        except MySQLError as exc:
+            code = exc.args[0] if exc.args else None
+            if code not in (ER.TABLEACCESS_DENIED_ERROR, ER.DBACCESS_DENIED_ERROR):
+                raise
+            raise RefusedError(
+                f"user {target.user} logs in to {target.dbname} but may not create "
+                f"cloudboot's table {RUNS_TABLE} there (CREATE command denied)",
+                hint=f"grant it: GRANT CREATE, SELECT, INSERT ON "
+                f"{quote_identifier(target.dbname)}.* TO the user (or create the table "
+                "beforehand and grant SELECT and INSERT on it)",
+            ) from None
 
     def record_run_sql(self) -> str:
         return f"INSERT IGNORE INTO {RUNS_TABLE} (hook, release_id) VALUES (%s, %s)"  # noqa: S608 - constant table name
