@@ -7,8 +7,11 @@ BIN := $(VENV)/bin
 # WordPress's own files, Elixir for Ecto's URL parsing, and the two servers.
 # wordpress-theme-twentytwentythree is only a Recommends of wordpress, and apt-get runs
 # with --no-install-recommends: the WordPress install test needs a theme to install.
+# tests/test_faults.py: tini (the init of docker run --init and ECS initProcessEnabled),
+# ip (a network namespace and a veth pair), unshare and nsenter (a PID namespace).
 DEBIAN_PACKAGES := postgresql postgresql-client mariadb-server mariadb-client \
-	php-cli php-mysql wordpress wordpress-theme-twentytwentythree elixir jq ca-certificates
+	php-cli php-mysql wordpress wordpress-theme-twentytwentythree elixir jq ca-certificates \
+	tini iproute2 util-linux
 
 .PHONY: all venv system-deps lint test test-fast demo bench clean constraints
 

@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 import pytest
 
 import bootstrap.wait
-from bootproc import Target, finish, run, start
+from bootproc import Target, alive, finish, run, start
 from bootstrap.engines import engine_for
 from bootstrap.engines.mysql import create_statement, lock_name, quote_identifier
 from bootstrap.engines.postgres import advisory_key
@@ -62,17 +62,9 @@ def test_stdin_is_closed_so_a_prompt_fails_instead_of_hanging(tmp_path: Path) ->
     assert out.read_text() == "read:1\n"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return state != "Z"
-
-
 def _wait_gone(pids: list[int], timeout: float = 3.0) -> list[int]:
     deadline = time.monotonic() + timeout
-    while (alive := [pid for pid in pids if _alive(pid)]) and time.monotonic() < deadline:
+    while (alive := [pid for pid in pids if alive(pid)]) and time.monotonic() < deadline:
         time.sleep(0.02)
     return alive
 

@@ -41,24 +41,42 @@ def _prctl(option: int, value: int) -> None:
 
 
 def descendants() -> list[int]:
-    """Every process below this one, parents before their children."""
+    """Every process below this one, parents before their children, as PIDs of this
+    process's own PID namespace (``/proc`` may be an outer namespace's: a test's
+    ``unshare --pid`` without a new ``/proc``)."""
+    level = len(_ns_pids("self")) - 1
     found: list[int] = []
-    todo = [os.getpid()]
+    todo = ["self"]
     while todo:
-        pid = todo.pop()
+        proc = todo.pop()
         try:
-            tasks = os.listdir(f"/proc/{pid}/task")
+            tasks = os.listdir(f"/proc/{proc}/task")
         except OSError:
             continue
         for task in tasks:
             try:
-                with open(f"/proc/{pid}/task/{task}/children") as children:
-                    kids = [int(word) for word in children.read().split()]
+                with open(f"/proc/{proc}/task/{task}/children") as children:
+                    kids = children.read().split()
             except OSError:
                 continue
-            found += kids
-            todo += kids
+            for kid in kids:
+                ours = _ns_pids(kid)
+                if len(ours) > level:
+                    found.append(ours[level])
+                    todo.append(kid)
     return found
+
+
+def _ns_pids(proc: str) -> list[int]:
+    """The PIDs of ``/proc/PROC`` in each PID namespace it is in, outermost first."""
+    try:
+        with open(f"/proc/{proc}/status") as status:
+            for line in status:
+                if line.startswith("NSpid:"):
+                    return [int(word) for word in line.split()[1:]]
+    except OSError:
+        return []
+    return [int(proc)] if proc.isdigit() else [os.getpid()]
 
 
 def signal_all(signum: int) -> None:

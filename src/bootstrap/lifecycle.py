@@ -90,6 +90,7 @@ def wait_only(environ: Mapping[str, str]) -> Readiness:
     from .wait import wait_ready  # noqa: PLC0415 - tenacity and drivers load only here
 
     with stop.handled():
+        stop.check()
         config = load(environ)
         _log_sources(config)
         with stop.handled(config.settings.stop_signal_numbers()):
@@ -105,6 +106,7 @@ def migrate(environ: Mapping[str, str]) -> Prepared:
     failed stage runs.
     """
     with stop.handled():
+        stop.check()
         prepared = prepare(environ)
         with stop.handled(prepared.config.settings.stop_signal_numbers()):
             _stages(prepared)
@@ -121,6 +123,7 @@ def boot(environ: Mapping[str, str], cmd: Sequence[str]) -> NoReturn:
     not executable).
     """
     with stop.handled():
+        stop.check()
         prepared = prepare(environ)
         environment = prepared.server_environment()
         program = find_program(cmd, environment)
@@ -197,8 +200,10 @@ def _stages(prepared: Prepared) -> None:
 
         run_hooks(hooks, prepared.server_environment(), lock, adopt=kept)
     finally:
-        if kept is not None:
-            close_quietly(kept)  # a no-op once the first hook's lock has closed it
+        # A no-op once the first hook's lock has closed it. After a signal it may still be
+        # in a worker's hands (bootstrap.stop.call): the exit closes it.
+        if kept is not None and stop.requested() is None:
+            close_quietly(kept)
 
 
 def exec_server(

@@ -25,10 +25,10 @@ from typing import Any, TypeVar
 import tenacity
 
 from . import stop
-from .engines import Engine, engine_for
+from .engines import Engine, engine_for, other_engine_at
 from .errors import CloudbootError, ConfigError, RefusedError, UnavailableError
 from .events import StageEvents
-from .failures import Failure, Kind
+from .failures import Failure, Kind, Reason, tailored
 from .logs import get_logger
 from .target import Target
 
@@ -118,6 +118,7 @@ class _Attempts:
     auth_failures: int = 0
     streak: int = 0
     last: Failure | None = None
+    other: str | None = None
     log: Any = field(default_factory=get_logger)
 
     def elapsed(self) -> float:
@@ -137,8 +138,25 @@ class _Attempts:
         except CloudbootError:
             raise
         except Exception as exc:  # noqa: BLE001 - every driver error is classified
-            failure = self.engine.classify(exc)
-        raise self._settle(failure)
+            failure = self._identified(self.engine.classify(exc))
+        raise self._settle(tailored(failure, self.target))
+
+    def _identified(self, failure: Failure) -> Failure:
+        """A server that says nothing or speaks another protocol: when it is the other
+        engine's, a configuration error at once rather than a wait until the deadline."""
+        if failure.reason not in (Reason.SILENT_SERVER, Reason.WRONG_PROTOCOL):
+            return failure
+        if self.other is None:
+            other = other_engine_at(self.target)
+            self.other = other.title if other else ""
+        if not self.other:
+            return failure
+        return Failure(
+            Reason.OTHER_ENGINE,
+            f"{self.target.address} answers as a {self.other} server",
+            f"check the port (and the engine, {self.engine.title} now): "
+            f"{self.target.port} belongs to a {self.other} server",
+        )
 
     def _elapsed(self) -> float:
         return round(self.elapsed(), 3)

@@ -35,12 +35,23 @@ signal waits to be acted on."""
 
 _requested: list[int] = []
 _own: set[int] = set()
+_exit_at_once = [False]
 
 
 def _record(signum: int, _frame: object) -> None:
     # Only the first counts: the boot ends with 128 + the first signal's number.
     if not _requested:
         _requested.append(signum)
+    if _exit_at_once[0]:
+        # Still importing: nothing has been written or started, so nothing needs an
+        # orderly end, and an exit now saves the rest of the imports.
+        raise SystemExit(128 + signum)
+
+
+def exit_at_once(on: bool) -> None:
+    """While on, a recorded signal also raises ``SystemExit(128 + n)`` at once: for the
+    program's imports, before the boot has done anything (``bootstrap.__main__``)."""
+    _exit_at_once[0] = on
 
 
 def install(signums: Iterable[int] = ENDING) -> dict[int, Any]:
@@ -108,31 +119,20 @@ def disown(pid: int) -> None:
 
 
 def reap_orphans() -> list[int]:
-    """Reap the children that have ended and are not :func:`own`; their PIDs."""
-    reaped = []
-    for pid in _children() - _own:
+    """Reap the children that have ended and are not :func:`own`; their PIDs.
+
+    ``waitid`` with ``WNOWAIT`` looks without reaping, so that the status of a child of
+    our own stays for its owner (and ``/proc`` need not be this namespace's)."""
+    reaped: list[int] = []
+    while True:
         try:
-            done, _status = os.waitpid(pid, os.WNOHANG)
+            ended = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
         except ChildProcessError:
-            continue
-        if done:
-            reaped.append(done)
-    return reaped
-
-
-def _children() -> set[int]:
-    found: set[int] = set()
-    try:
-        tasks = os.listdir("/proc/self/task")
-    except OSError:
-        return found
-    for task in tasks:
-        try:
-            with open(f"/proc/self/task/{task}/children") as children:
-                found.update(int(word) for word in children.read().split())
-        except OSError:
-            continue
-    return found
+            return reaped
+        if ended is None or ended.si_pid in _own:
+            return reaped
+        os.waitpid(ended.si_pid, 0)
+        reaped.append(ended.si_pid)
 
 
 def sleep(seconds: float) -> None:

@@ -18,7 +18,14 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from ..errors import RefusedError
-from ..failures import Failure, Reason, classify_os_error, detail_of, unexpected
+from ..failures import (
+    Failure,
+    Reason,
+    classify_os_error,
+    detail_of,
+    raised_inside,
+    unexpected,
+)
 from ..target import EngineName, Target
 from ..tls import TlsSetupError
 
@@ -144,6 +151,12 @@ class Engine(Protocol):
         ``OSError`` when the connection breaks."""
         ...
 
+    def answers(self, sock: socket.socket) -> bool:
+        """Whether the server on the fresh TCP connection ``sock`` speaks this engine's
+        protocol (for telling a port of the other engine from garbage). Raises
+        ``OSError`` when the connection breaks or times out."""
+        ...
+
     def session_info(self, connection: Connection) -> tuple[str, str | None]:
         """The user the server sees and the TLS version of this session (``None``:
         plaintext)."""
@@ -175,6 +188,28 @@ def all_engines() -> tuple[Engine, ...]:
     return tuple(engine_for(name) for name in _MODULES)
 
 
+def other_engine_at(target: Target, timeout: float = 1.0) -> Engine | None:
+    """The engine, other than the target's, whose protocol the server at the target's
+    address speaks; ``None`` when none does (or it cannot be reached)."""
+    return engine_answering(target.host, target.port, target.engine, timeout)
+
+
+def engine_answering(
+    host: str, port: int, exclude: EngineName, timeout: float = 1.0
+) -> Engine | None:
+    """The engine other than ``exclude`` that the server at ``host:port`` speaks."""
+    for engine in all_engines():
+        if engine.name == exclude:
+            continue
+        try:
+            with socket.create_connection((host, port), timeout=timeout) as sock:
+                if engine.answers(sock):
+                    return engine
+        except OSError:
+            continue
+    return None
+
+
 def classify_driver_error(
     exc: BaseException,
     driver: str,
@@ -188,7 +223,11 @@ def classify_driver_error(
     if isinstance(exc, TlsSetupError):
         return Failure(Reason.CA_FILE_UNUSABLE, str(exc))
     if type(exc).__module__.split(".")[0] != driver:
-        return classify_os_error(exc) or unexpected(exc)
+        found = classify_os_error(exc)
+        if found is None and raised_inside(exc, driver):
+            # The driver choked on what the server sent: not its protocol.
+            return Failure(Reason.WRONG_PROTOCOL, f"{type(exc).__name__}: {detail_of(exc)}")
+        return found or unexpected(exc)
     detail = detail_of(exc)
     found = classify(exc, detail)
     if found is not None:

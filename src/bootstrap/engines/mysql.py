@@ -17,7 +17,7 @@ from types import MappingProxyType
 from typing import Any
 
 from ..errors import ConfigError, RefusedError, UnavailableError
-from ..failures import Failure, Reason, classify_os_error
+from ..failures import HINT_DENIED_OR_PLAINTEXT, Failure, Reason, SilentServer, classify_os_error
 from ..rendering import render_my_cnf
 from ..target import Target
 from ..tls import client_context
@@ -30,6 +30,7 @@ from . import (
     Created,
     classify_driver_error,
     close_quietly,
+    engine_answering,
     fetch_one,
     may_not_create,
     placeholder,
@@ -70,10 +71,8 @@ def _code_reasons() -> dict[int, Reason]:
     }
 
 
-HINT_DENIED = (
-    "check the username and password in the injected secret; a server that requires TLS "
-    "answers a plaintext login the same way, so also check CLOUDBOOT_SSLMODE is not disable"
-)
+# PyMySQL's InternalError for a packet out of order: what garbage usually looks like.
+ER_PACKET_SEQUENCE = "Packet sequence number wrong"
 
 # The protocol's first bytes (MySQL client/server protocol, "Connection Phase").
 _PROTOCOL_V10 = 0x0A
@@ -132,6 +131,19 @@ class MySQLFamily:
         context = client_context(target)
         seconds = max(2.0, timeout)
         name = target.dbname if dbname is None else dbname
+        try:
+            return self._connect(target, name, context, seconds)
+        except pymysql.err.OperationalError as exc:
+            from pymysql.constants import CR  # noqa: PLC0415
+
+            # 2013 before connect() returned: the greeting never came.
+            if exc.args and exc.args[0] == CR.CR_SERVER_LOST and "timed out" in str(exc):
+                raise SilentServer(str(exc.args[1])) from None
+            raise
+
+    def _connect(self, target: Target, name: str, context: Any, seconds: float) -> Connection:
+        import pymysql  # noqa: PLC0415
+
         connection: Connection = pymysql.connect(
             host=target.host,
             port=target.port,
@@ -251,7 +263,18 @@ class MySQLFamily:
     def start_tls(self, sock: socket.socket) -> None:
         # The MySQL family greets first; answer with an SSL request packet (the first 32
         # bytes of a handshake response with CLIENT_SSL), after which TLS starts.
-        greeting = _read_packet(sock)
+        try:
+            greeting = _read_packet(sock)
+        except TimeoutError:
+            # No greeting: a server that waits for the client to speak first.
+            host, port = sock.getpeername()[:2]
+            other = engine_answering(host, port, "mysql")
+            if other is None:
+                raise
+            raise ConfigError(
+                [f"the port belongs to a {other.title} server, not a MySQL-family one"],
+                hint="check the port and CLOUDBOOT_ENGINE",
+            ) from None
         if greeting[:1] == bytes([_ERR_PACKET]):
             code = int.from_bytes(greeting[1:3], "little")
             message = greeting[3:].decode("utf-8", "replace")
@@ -268,6 +291,11 @@ class MySQLFamily:
             )
         body = struct.pack("<IIB23x", _CAPABILITIES, 1 << 24, _UTF8MB4)
         sock.sendall(len(body).to_bytes(3, "little") + b"\x01" + body)
+
+    def answers(self, sock: socket.socket) -> bool:
+        header = sock.recv(5)
+        # A protocol-10 greeting: 3 bytes of length, sequence 0, protocol version 10.
+        return len(header) == 5 and header[3] == 0 and header[4] == _PROTOCOL_V10
 
     def session_info(self, connection: Connection) -> tuple[str, str | None]:
         (user,) = fetch_one(connection, "SELECT CURRENT_USER()")
@@ -314,7 +342,9 @@ def _classify_pymysql(exc: BaseException, detail: str) -> Failure | None:
     if code == ER.ACCESS_DENIED_ERROR:
         # MariaDB answers a plaintext login under require_secure_transport with 1045,
         # the same number as a wrong password: say both.
-        return Failure(Reason.ACCESS_DENIED, detail, HINT_DENIED)
+        return Failure(Reason.ACCESS_DENIED, detail, HINT_DENIED_OR_PLAINTEXT)
+    if code is None and str(exc.args[0] if exc.args else "").startswith(ER_PACKET_SEQUENCE):
+        return Failure(Reason.WRONG_PROTOCOL, detail)
     known = _code_reasons().get(code or 0)
     return None if known is None else Failure(known, detail)
 

@@ -272,6 +272,10 @@ class Postgres:
             hint="check the port and CLOUDBOOT_ENGINE: this may be a MySQL-family server",
         )
 
+    def answers(self, sock: socket.socket) -> bool:
+        sock.sendall(_SSL_REQUEST)
+        return sock.recv(2) in (b"S", b"N")
+
     def session_info(self, connection: Connection) -> tuple[str, str | None]:
         user, version = fetch_one(
             connection,
