@@ -165,8 +165,8 @@ def _pid1_trial(
     sent = time.monotonic()
     os.kill(boot.inner_pid(), signal.SIGTERM)  # PID 1: cloudboot, or tini in front of it
     code = boot.finish()
-    after = time.monotonic() - sent
-    return Trial(stage, code, marker.exists(), after, handler_ms, "".join(boot.lines[-3:]))
+    took = time.monotonic() - sent
+    return Trial(stage, code, marker.exists(), took, handler_ms, "".join(boot.lines[-3:]))
 
 
 @contextlib.contextmanager

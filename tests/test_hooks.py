@@ -19,12 +19,12 @@ import pytest
 
 import bootstrap.wait
 from bootproc import Target, alive, finish, run, start
+from bootstrap import stop
 from bootstrap.engines import engine_for
 from bootstrap.engines.mysql import create_statement, lock_name, quote_identifier
 from bootstrap.engines.postgres import advisory_key
 from bootstrap.errors import HookError, Interrupted
 from bootstrap.hooks import run_hook, run_hooks
-from bootstrap import stop
 from bootstrap.lifecycle import migrate
 from bootstrap.settings import Hook, load_settings
 
