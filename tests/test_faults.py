@@ -371,6 +371,27 @@ def test_sigkill_of_the_lock_holder_mid_hook_never_lets_two_hooks_run(
     _assert_one_at_a_time(bodies)
 
 
+def test_everything_a_hook_started_dies_with_a_sigkilled_cloudboot(
+    pg_server: PostgresServer, secret_password: str, home: Path, tmp_path: Path
+) -> None:
+    target = make_target("postgres", pg_server, secret_password, create_database=True)
+    pids = tmp_path / "pids"
+    # A child, and a daemon in a session of its own (out of the hook's process group).
+    hook = f"sh -c 'setsid sleep 300 & echo $! > {pids}; sleep 300 & echo $! >> {pids}; wait'"
+    process = start(["migrate"], target.environ(CLOUDBOOT_MIGRATE_COMMAND=hook), home=home)
+    deadline = time.monotonic() + 30
+    while len(pids.read_text().split() if pids.exists() else []) < 2:
+        assert time.monotonic() < deadline, "the hook did not start"
+        time.sleep(0.02)
+    started = [int(pid) for pid in pids.read_text().split()]
+    process.kill()
+    killed = time.monotonic()
+    while left := [pid for pid in started if alive(pid)]:
+        assert time.monotonic() - killed < 1.0, f"outlived cloudboot: {left}"
+        time.sleep(0.01)
+    assert finish(process).returncode == -signal.SIGKILL
+
+
 def _kill_lock_session(target: Target) -> None:
     """What a DBA, a restart or a failover does to the session that holds the lock."""
     if isinstance(target.server, PostgresServer):

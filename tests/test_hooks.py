@@ -64,9 +64,9 @@ def test_stdin_is_closed_so_a_prompt_fails_instead_of_hanging(tmp_path: Path) ->
 
 def _wait_gone(pids: list[int], timeout: float = 3.0) -> list[int]:
     deadline = time.monotonic() + timeout
-    while (alive := [pid for pid in pids if alive(pid)]) and time.monotonic() < deadline:
+    while (left := [pid for pid in pids if alive(pid)]) and time.monotonic() < deadline:
         time.sleep(0.02)
-    return alive
+    return left
 
 
 def test_a_timeout_ends_the_whole_process_group(tmp_path: Path) -> None:
