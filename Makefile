@@ -12,10 +12,13 @@ BIN := $(VENV)/bin
 # machine image ships with its own npm: Debian's npm package would conflict with it, and
 # Debian 12's nodejs 18 is too old), ActiveRecord with the pg and mysql2 gems, Laravel's
 # database layer with PDO pgsql/mysql, and what mysqlclient (PyPI) builds against.
+# tests/test_faults.py: tini (the init of docker run --init and ECS initProcessEnabled),
+# ip (a network namespace and a veth pair), unshare and nsenter (a PID namespace).
 DEBIAN_PACKAGES := postgresql postgresql-client mariadb-server mariadb-client \
 	php-cli php-mysql wordpress wordpress-theme-twentytwentythree elixir jq ca-certificates \
 	nodejs ruby ruby-activerecord ruby-pg ruby-mysql2 php-pgsql php-illuminate-database \
-	default-libmysqlclient-dev pkg-config gcc
+	default-libmysqlclient-dev pkg-config gcc \
+	tini iproute2 util-linux
 NODE_CLIENTS := tests/frameworks/node
 
 .PHONY: all venv node-clients system-deps lint test test-fast demo bench bench-peers clean constraints

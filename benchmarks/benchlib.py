@@ -315,9 +315,8 @@ class Database:
 
     def __post_init__(self) -> None:
         # What images/phoenix/cloudboot.toml sets, with the test CA instead of RDS's.
-        # If cloudboot comes to boot only for the image's server command, the setting
-        # that names it belongs here: every cloudboot row runs its boot for the command
-        # it is given (the harness checks that it waited).
+        # The server command is named by each path (CLOUDBOOT_SERVER): the boot runs
+        # for it alone, and the harness checks that it waited.
         self.config_file = self.workdir / "cloudboot.toml"
         self.config_file.write_text(
             "[tls]\n"
@@ -485,15 +484,16 @@ def cloudboot_env(
     """The Phoenix case: Copilot's ``DB_SECRET``, the image's TOML file, and every
     artifact (ecto URL, ``~/.pgpass``, ``~/.pg_service.conf``, ``~/application.profile``).
     JSON logs, as on ECS (stderr is not a terminal)."""
-    return base_env(
-        home,
-        DB_SECRET=db.secret,
-        CLOUDBOOT_CONFIG=str(db.config_file),
-        CLOUDBOOT_PROFILE=str(home / "application.profile"),
-        CLOUDBOOT_LOG_FORMAT="json",
+    settings = {
+        "DB_SECRET": db.secret,
+        "CLOUDBOOT_CONFIG": str(db.config_file),
+        "CLOUDBOOT_PROFILE": str(home / "application.profile"),
+        "CLOUDBOOT_LOG_FORMAT": "json",
+        "CLOUDBOOT_SERVER": " ".join(RECORD_EXEC),
         **dict(interpreter.env),
         **extra,
-    )
+    }
+    return base_env(home, **settings)
 
 
 def shell_env(db: Database, home: Path, **extra: str) -> dict[str, str]:

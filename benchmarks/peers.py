@@ -85,7 +85,11 @@ def cloudboot(interpreter: Interpreter, name: str = "cloudboot") -> Waiter:
         return interpreter.command("--", *next_command)
 
     def environ(db: Database, home: Path) -> dict[str, str]:
-        return cloudboot_env(db, home, interpreter, CLOUDBOOT_LOG_LEVEL="debug")
+        # The next command is the server here: /bin/sh is otherwise exec'd at once.
+        server = f"/bin/sh {SHELL_DIR / 'next-command.sh'}"
+        return cloudboot_env(
+            db, home, interpreter, CLOUDBOOT_LOG_LEVEL="debug", CLOUDBOOT_SERVER=server
+        )
 
     return Waiter(
         name, 1.0, '"cloudboot.wait.', "verified-TLS login + select 1",

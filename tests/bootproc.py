@@ -75,6 +75,20 @@ class Target:
         return self.server.ca_file
 
 
+def process_state(pid: int) -> str | None:
+    """The state letter of process ``pid`` (``R``, ``S``, ``Z`` for a zombie, ...), or
+    ``None`` when there is no such process."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie does not)."""
+    return process_state(pid) not in (None, "Z")
+
+
 def make_target(
     engine: str,
     server: PostgresServer | MariaDBServer,

@@ -18,13 +18,14 @@ from typing import Any, NoReturn
 import pytest
 
 import bootstrap.wait
-from bootproc import Target, finish, run, start
+from bootproc import Target, alive, finish, run, start
+from bootstrap import stop
 from bootstrap.engines import engine_for
 from bootstrap.engines.mysql import create_statement, lock_name, quote_identifier
 from bootstrap.engines.postgres import advisory_key
 from bootstrap.errors import HookError, Interrupted
 from bootstrap.hooks import run_hook, run_hooks
-from bootstrap.lifecycle import migrate, signals_end_the_boot
+from bootstrap.lifecycle import migrate
 from bootstrap.settings import Hook, load_settings
 
 # --- the runner alone ----------------------------------------------------------------
@@ -61,19 +62,11 @@ def test_stdin_is_closed_so_a_prompt_fails_instead_of_hanging(tmp_path: Path) ->
     assert out.read_text() == "read:1\n"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return state != "Z"
-
-
 def _wait_gone(pids: list[int], timeout: float = 3.0) -> list[int]:
     deadline = time.monotonic() + timeout
-    while (alive := [pid for pid in pids if _alive(pid)]) and time.monotonic() < deadline:
+    while (left := [pid for pid in pids if alive(pid)]) and time.monotonic() < deadline:
         time.sleep(0.02)
-    return alive
+    return left
 
 
 def test_a_timeout_ends_the_whole_process_group(tmp_path: Path) -> None:
@@ -105,7 +98,7 @@ def test_a_signal_while_the_hook_is_being_started_still_ends_its_group(
 
     monkeypatch.setattr(subprocess, "Popen", popen_then_signal)
     script = f"sleep 300 & echo $! > {pids}; echo $$ >> {pids}; wait"
-    with pytest.raises(Interrupted) as caught, signals_end_the_boot():
+    with pytest.raises(Interrupted) as caught, stop.handled():
         run_hook(shell_hook("slow", script), _env())
     assert caught.value.exit_code == 143
     assert _wait_gone([int(p) for p in pids.read_text().split()]) == []
@@ -135,6 +128,12 @@ class FakeLease:
 
     def record(self) -> None:
         self.recorded = True
+
+    def hand_over(self) -> None:
+        pass
+
+    def lost(self) -> None:
+        return None
 
 
 def test_locked_hooks_run_inside_the_lock_and_are_recorded(tmp_path: Path) -> None:

@@ -99,6 +99,27 @@ class ProgramError(CloudbootError):
         self.exit_code = exit_code
 
 
+class LockLostError(UnavailableError):
+    """The database session holding a hook's lock was lost while the hook ran (69): the
+    hook was stopped and is not recorded as done."""
+
+    def __init__(self, hook: str, reason: str) -> None:
+        super().__init__(
+            f"the database session holding the lock for hook {hook!r} was lost while the "
+            f"hook ran ({reason}); the hook was stopped and is not recorded as done",
+            hint="another task may hold the lock now and run the hook; this task must "
+            "start again (the server, a failover or the network ended the session)",
+        )
+        self.hook = hook
+
+
+class LockTimeoutError(CloudbootError):
+    """Another task held the hooks' lock longer than ``CLOUDBOOT_LOCK_TIMEOUT`` (75,
+    EX_TEMPFAIL: try again later)."""
+
+    exit_code = 75
+
+
 class Interrupted(CloudbootError):
     """The boot was ended by a signal (128 + n)."""
 

@@ -13,9 +13,13 @@ import socket
 import ssl
 from dataclasses import dataclass
 from enum import Enum
+from typing import TYPE_CHECKING
 
 from .errors import CloudbootError, ConfigError, RefusedError, UnavailableError
 from .redaction import redact_text
+
+if TYPE_CHECKING:
+    from .target import Target
 
 
 class Kind(Enum):
@@ -60,6 +64,7 @@ class Reason(Enum):
     CONNECTION_FAILED = ("connection failed", Kind.RETRYABLE)
     NETWORK_ERROR = ("network error", Kind.RETRYABLE)
     # The server is there but not ready
+    SILENT_SERVER = ("the server sent nothing after the connection opened", Kind.RETRYABLE)
     STARTING_UP = ("database starting up", Kind.RETRYABLE)
     SHUTTING_DOWN = ("database shutting down", Kind.RETRYABLE)
     IN_RECOVERY = ("database in recovery", Kind.RETRYABLE)
@@ -87,7 +92,8 @@ class Reason(Enum):
     TLS_HANDSHAKE = ("TLS handshake failed", Kind.TLS)
     # Settings
     CA_FILE_UNUSABLE = ("CA file missing or unreadable", Kind.CONFIG)
-    WRONG_PROTOCOL = ("the server speaks another protocol", Kind.CONFIG)
+    WRONG_PROTOCOL = ("the server does not speak the engine's protocol", Kind.CONFIG)
+    OTHER_ENGINE = ("the port belongs to a server of the other engine", Kind.CONFIG)
     # The database
     MISSING_DATABASE = ("database does not exist", Kind.MISSING_DATABASE)
     # Nothing to wait for
@@ -128,8 +134,8 @@ DEFAULT_HINTS: dict[Reason, str] = {
     Reason.NOT_IN_PG_HBA: "the server does not accept this user from this address",
     Reason.MISSING_DATABASE: HINT_CREATE,
     Reason.HOST_BLOCKED: "run FLUSH HOSTS on the server",
-    Reason.WRONG_PROTOCOL: "check the port and CLOUDBOOT_ENGINE: the port belongs to a server "
-    "of the other engine",
+    Reason.WRONG_PROTOCOL: "something that is not a database of this engine answers there "
+    "(another service, or garbage from a proxy): check the host and the port",
 }
 
 
@@ -156,6 +162,11 @@ class Failure:
         return self.reason.before_tcp
 
 
+class SilentServer(TimeoutError):
+    """The TCP connection opened but the server sent nothing within the timeout (a
+    MySQL-family client at a PostgreSQL port waits for a greeting that never comes)."""
+
+
 def detail_of(exc: BaseException) -> str:
     """``exc``'s message on one line, secrets blanked, at most 400 characters."""
     text = " ".join(str(exc).split())
@@ -177,6 +188,8 @@ def classify_os_error(exc: BaseException, detail: str | None = None) -> Failure 
         return Failure(Reason.TLS_HANDSHAKE, detail)
     if isinstance(exc, socket.gaierror):
         return Failure(Reason.NAME_NOT_RESOLVING, detail)
+    if isinstance(exc, SilentServer):
+        return Failure(Reason.SILENT_SERVER, detail)
     if isinstance(exc, ConnectionRefusedError):
         return Failure(Reason.CONNECTION_REFUSED, detail)
     if isinstance(exc, TimeoutError):
@@ -205,6 +218,31 @@ def error_for(failure: Failure, message: str, hint: str | None = None) -> Cloudb
     if failure.kind is Kind.CONFIG:
         return ConfigError([message], hint=hint, detail=detail)
     return UnavailableError(message, hint=hint, detail=detail)
+
+
+def tailored(failure: Failure, target: Target) -> Failure:
+    """``failure`` with a hint that fits the settings in force: it never suggests a
+    setting that already has the suggested value."""
+    if failure.hint == HINT_DENIED_OR_PLAINTEXT and target.sslmode != "disable":
+        return Failure(failure.reason, failure.detail, HINT_CREDENTIALS)
+    return failure
+
+
+HINT_DENIED_OR_PLAINTEXT = (
+    "check the username and password in the injected secret; a server that requires TLS "
+    "answers a plaintext login the same way: with CLOUDBOOT_SSLMODE=disable, turn TLS on"
+)
+
+
+def raised_inside(exc: BaseException, package: str) -> bool:
+    """Whether ``exc`` was raised by code of ``package`` (a driver choking on what the
+    server sent raises ``IndexError``, ``struct.error`` and the like)."""
+    tb = exc.__traceback__
+    last = None
+    while tb is not None:
+        last = tb.tb_frame.f_globals.get("__name__", "")
+        tb = tb.tb_next
+    return isinstance(last, str) and last.split(".")[0] == package
 
 
 def unexpected(exc: BaseException) -> Failure:

@@ -1,5 +1,6 @@
-"""Run the hooks: commands before the server, in order, each in a process group of its
-own so that a timeout or a signal ends the whole group (a shell and what it started).
+"""Run the hooks: commands before the server, in order, each below a keeper process
+(:mod:`bootstrap.keeper`) so that a timeout, a signal, a lost lock or cloudboot's own
+death ends the hook and everything it started.
 
 Locking and the once-per-release record are handed in (``lock``), so this module knows
 processes, not databases.
@@ -9,24 +10,30 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
+import select
 import subprocess
-import threading
+import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import Any, Protocol
 
-from . import events
-from .errors import HookError, Interrupted
+from . import events, stop
+from .errors import HookError, LockLostError
 from .logs import get_logger
 from .settings import Hook
 
 TIMEOUT_GRACE = 5.0
-"""Seconds a timed-out hook's group gets between SIGTERM and SIGKILL."""
+"""Seconds a timed-out hook gets between SIGTERM and SIGKILL."""
 
 SIGNAL_GRACE = 0.5
-"""Seconds a hook's group gets after a forwarded signal: the boot must end within one."""
+"""Seconds a hook gets after a forwarded signal: the boot must end within one."""
+
+LOCK_CHECK_INTERVAL = 0.1
+"""Seconds between two looks at the lock's session while a locked hook runs."""
+
+KEEPER = Path(__file__).with_name("keeper.py")
 
 
 class Lease(Protocol):
@@ -35,6 +42,14 @@ class Lease(Protocol):
     def done(self) -> bool: ...
 
     def record(self) -> None: ...
+
+    def hand_over(self) -> None:
+        """Called before the hook runs: the pause after taking a lock from another task."""
+        ...
+
+    def lost(self) -> str | None:
+        """Why the lock is gone, or ``None`` while it is held; cheap, called often."""
+        ...
 
 
 LockFactory = Callable[[Hook, Any], AbstractContextManager[Lease]]
@@ -53,8 +68,9 @@ def run_hooks(
 
     A hook with ``lock`` runs inside ``lock(hook, adopt)`` (``adopt`` only for the first
     of them); when the lease says it is done (it completed for this release), it is
-    skipped, and after it succeeds it is recorded. Raises :class:`HookError` (70) or
-    :class:`Interrupted`.
+    skipped, and after it succeeds it is recorded. While it runs the lease is watched:
+    when the lock is lost the hook is stopped at once and nothing is recorded. Raises
+    :class:`HookError` (70), :class:`LockLostError` (69) or :class:`Interrupted`.
     """
     log = get_logger()
     for hook in hooks:
@@ -66,99 +82,163 @@ def run_hooks(
             if lease.done():
                 log.info(events.HOOK_SKIPPED, hook=hook.name, why="done for this release")
                 continue
-            run_hook(hook, environment)
+            lease.hand_over()
+            run_hook(hook, environment, lost=lease.lost)
             lease.record()
 
 
-def run_hook(hook: Hook, environment: Mapping[str, str]) -> None:
-    """Run one hook to completion in a new session (its own process group).
+def run_hook(
+    hook: Hook,
+    environment: Mapping[str, str],
+    *,
+    lost: Callable[[], str | None] | None = None,
+) -> None:
+    """Run one hook to completion below a keeper (:mod:`bootstrap.keeper`).
 
     stdin is ``/dev/null`` (a prompt must fail, not hang a boot); stdout and stderr are
-    ours. Raises :class:`HookError` when it cannot start, exits non-zero, dies by a
-    signal or outlives ``hook.timeout``. On any exception while it runs (a signal that
-    ends the boot) its group gets the same signal, then SIGKILL after
-    :data:`SIGNAL_GRACE`. Logs ``cloudboot.hook.start`` and ``cloudboot.hook.done``
-    with the hook's name and program, never its arguments.
+    ours. What the hook leaves running when it exits is ended. Raises
+    :class:`HookError` when it cannot start, exits non-zero, dies by a signal or
+    outlives ``hook.timeout``; :class:`LockLostError` when ``lost()`` says the lock is
+    gone (the hook is killed at once); :class:`Interrupted` on a stop signal (the hook
+    gets it too, then SIGKILL after :data:`SIGNAL_GRACE`). Logs ``cloudboot.hook.start``
+    and ``cloudboot.hook.done`` with the hook's name and program, never its arguments.
     """
     log = get_logger()
     program = hook.argv[0]
     log.info(events.HOOK_START, hook=hook.name, program=program, timeout_s=hook.timeout)
     started = time.monotonic()
-    with _signals_held() as pending:
-        try:
-            process = subprocess.Popen(
-                hook.argv,
-                env=dict(environment),
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        except OSError as exc:
-            raise HookError(
-                f"hook {hook.name!r} cannot start {program}: {exc.strerror}",
-                hint="is the program installed and on PATH in this image?",
-            ) from None
+    kept = KeptHook.start(hook.argv, environment)
     try:
-        for signum in pending:
-            signal.raise_signal(signum)  # now that there is a group to pass it on to
-        status = process.wait(timeout=hook.timeout)
-    except subprocess.TimeoutExpired:
-        end_group(process, signal.SIGTERM, TIMEOUT_GRACE)
-        raise HookError(
-            f"hook {hook.name!r} did not finish within {hook.timeout:g} s and was stopped"
-        ) from None
-    except BaseException as exc:
-        end_group(process, _signal_of(exc), SIGNAL_GRACE)
+        status = _supervise(kept, hook, started, lost)
+    except BaseException:
+        kept.end(signal_of_stop(), SIGNAL_GRACE)
         raise
+    finally:
+        kept.close()
     elapsed = round(time.monotonic() - started, 3)
+    if kept.start_error is not None:
+        raise HookError(
+            f"hook {hook.name!r} cannot start {program}: {os.strerror(kept.start_error)}",
+            hint="is the program installed and on PATH in this image?",
+        )
     if status != 0:
         what = f"was killed by signal {-status}" if status < 0 else f"exited with {status}"
         raise HookError(f"hook {hook.name!r} ({program}) {what} after {elapsed} s")
     log.info(events.HOOK_DONE, hook=hook.name, program=program, elapsed_s=elapsed)
 
 
-_HELD_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+def _supervise(
+    kept: KeptHook, hook: Hook, started: float, lost: Callable[[], str | None] | None
+) -> int:
+    """Wait for the hook, looking at the stop record, the timeout and the lock."""
+    next_look = started
+    while True:
+        status = kept.wait(stop.TICK)
+        if status is not None:
+            return status
+        stop.check()
+        now = time.monotonic()
+        if hook.timeout is not None and now - started > hook.timeout:
+            kept.end(15, TIMEOUT_GRACE)
+            raise HookError(
+                f"hook {hook.name!r} did not finish within {hook.timeout:g} s and was stopped"
+            )
+        if lost is not None and now >= next_look:
+            next_look = now + LOCK_CHECK_INTERVAL
+            reason = lost()
+            if reason is not None:
+                kept.end(9, 0)
+                get_logger().warning(
+                    events.HOOK_LOCK_LOST,
+                    hook=hook.name,
+                    reason=reason,
+                    elapsed_s=round(now - started, 3),
+                )
+                raise LockLostError(hook.name, reason)
 
 
-@contextmanager
-def _signals_held() -> Iterator[list[int]]:
-    """Record SIGTERM and SIGINT instead of handling them within the block; the caller
-    replays what the yielded list holds once it can act on it.
-
-    A signal handled while ``Popen`` runs (the child may already be running and
-    visible) would leave a hook group that nobody ends.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield []
-        return
-    pending: list[int] = []
-    previous = {
-        s: signal.signal(s, lambda signum, _f: pending.append(signum)) for s in _HELD_SIGNALS
-    }
-    try:
-        yield pending
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+def signal_of_stop() -> int:
+    """The signal to pass on to a hook that is being stopped by an exception."""
+    return stop.requested() or 15
 
 
-def _signal_of(exc: BaseException) -> int:
-    if isinstance(exc, Interrupted):
-        return exc.signum
-    if isinstance(exc, KeyboardInterrupt):
-        return signal.SIGINT
-    return signal.SIGTERM
+class KeptHook:
+    """A hook process below its keeper: the keeper's process, its control pipe (our end
+    closing means "kill everything now") and its report pipe."""
 
+    def __init__(self, process: subprocess.Popen[bytes], control: int, report: int) -> None:
+        self.process = process
+        self.control: int | None = control
+        self.report = report
+        self.start_error: int | None = None
+        self.pidfd = os.pidfd_open(process.pid)
 
-def end_group(process: subprocess.Popen[bytes], signum: int, grace: float) -> None:
-    """Send ``signum`` to ``process``'s group, wait up to ``grace`` seconds for the
-    leader, then SIGKILL whatever is left of the group, and reap the leader."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signum)
-    try:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=grace)
-    finally:  # even when a signal ends the grace early
-        # Members that outlive their leader (a shell's children) still form the group.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+    @classmethod
+    def start(cls, argv: Sequence[str], environment: Mapping[str, str]) -> KeptHook:
+        control_r, control_w = os.pipe()
+        report_r, report_w = os.pipe()
+        try:
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-I",
+                    "-S",
+                    str(KEEPER),
+                    str(control_r),
+                    str(report_w),
+                    "--",
+                    *argv,
+                ],
+                env=dict(environment),
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                pass_fds=(control_r, report_w),
+            )
+        except OSError as exc:
+            os.close(control_w)
+            os.close(report_r)
+            raise HookError(f"the hook keeper cannot start: {exc.strerror}") from None
+        finally:
+            os.close(control_r)
+            os.close(report_w)
+        stop.own(process.pid)
+        return cls(process, control_w, report_r)
+
+    def wait(self, timeout: float) -> int | None:
+        """The hook's status (as ``Popen.returncode``) once the keeper has exited,
+        waiting up to ``timeout`` seconds; ``None`` while it runs."""
+        ready, _, _ = select.select([self.pidfd], [], [], timeout)
+        if not ready:
+            return None
+        status = self.process.wait()
+        said = os.read(self.report, 64).decode()
+        if said.startswith("error "):
+            self.start_error = int(said.split()[1])
+            return 0
+        return status
+
+    def end(self, signum: int, grace: float) -> None:
+        """Ask the keeper to pass ``signum`` to everything below it and SIGKILL all of it
+        after ``grace`` seconds; wait for that (a little longer at most), then SIGKILL
+        the keeper's own group should it not have exited."""
+        if self.process.returncode is not None:
+            return
+        if self.control is not None:
+            with contextlib.suppress(OSError):  # the keeper has just gone
+                os.write(self.control, f"stop {signum} {grace}\n".encode())
+        try:
+            self.process.wait(timeout=grace + 1.0)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, 9)
+            self.process.wait()
+
+    def close(self) -> None:
+        if self.control is not None:
+            os.close(self.control)  # the keeper kills whatever is still below it
+            self.control = None
+        os.close(self.report)
+        os.close(self.pidfd)
+        if self.process.returncode is None:
+            self.process.wait()
+        stop.disown(self.process.pid)

@@ -1,26 +1,25 @@
 """The boot, stage by stage: load → render → write → wait → ensure the database →
 hooks → exec. Each stage takes what the one before returned.
 
-While cloudboot runs (it is PID 1 in a container until it execs), SIGTERM and SIGINT
-end the boot at once with :class:`Interrupted` (exit 128 + n); a running hook's process
-group gets the signal too. After the exec the server has cloudboot's PID and handles
-its own signals.
+While cloudboot runs (it may be PID 1 in a container until it execs), SIGTERM and
+SIGINT (and ``CLOUDBOOT_STOP_SIGNALS``) are recorded (:mod:`bootstrap.stop`) and every
+stage acts on the record: the boot ends with :class:`Interrupted` (exit 128 + n) within
+a second, a running hook gets the signal too, and the server is never exec'd after a
+signal. After the exec the server has cloudboot's PID and handles its own signals.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import signal
-import threading
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from . import events
+from . import events, stop
 from .config import Config, load
-from .errors import Interrupted, ProgramError
+from .errors import ProgramError
 from .execute import EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, exec_program
 from .logs import get_logger
 from .rendering import Rendering, render
@@ -81,35 +80,6 @@ def write_artifacts(prepared: Prepared) -> None:
         )
 
 
-@contextmanager
-def signals_end_the_boot() -> Iterator[None]:
-    """Within the block, the first SIGTERM or SIGINT raises :class:`Interrupted`;
-    later ones are ignored so that cleanup (ending a hook's group) is not cut short.
-
-    The previous handlers come back afterwards. Outside the main thread (a library
-    caller's worker) signals cannot be handled and nothing changes.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    fired: list[int] = []
-
-    def handler(signum: int, _frame: object) -> None:
-        if not fired:
-            fired.append(signum)
-            raise Interrupted(signum)
-
-    previous = {signum: signal.signal(signum, handler) for signum in _ENDING_SIGNALS}
-    try:
-        yield
-    finally:
-        for signum, old in previous.items():
-            signal.signal(signum, old)
-
-
-_ENDING_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-
 def wait_only(environ: Mapping[str, str]) -> Readiness:
     """``cloudboot wait``: load, then wait until the database answers.
 
@@ -119,10 +89,12 @@ def wait_only(environ: Mapping[str, str]) -> Readiness:
     """
     from .wait import wait_ready  # noqa: PLC0415 - tenacity and drivers load only here
 
-    with signals_end_the_boot():
+    with stop.handled():
+        stop.check()
         config = load(environ)
         _log_sources(config)
-        return wait_ready(config.target, create_missing=config.settings.create_database)
+        with stop.handled(config.settings.stop_signal_numbers()):
+            return wait_ready(config.target, create_missing=config.settings.create_database)
 
 
 def migrate(environ: Mapping[str, str]) -> Prepared:
@@ -133,9 +105,11 @@ def migrate(environ: Mapping[str, str]) -> Prepared:
     :class:`~bootstrap.errors.CloudbootError` with its exit code; nothing after a
     failed stage runs.
     """
-    with signals_end_the_boot():
+    with stop.handled():
+        stop.check()
         prepared = prepare(environ)
-        _stages(prepared)
+        with stop.handled(prepared.config.settings.stop_signal_numbers()):
+            _stages(prepared)
         return prepared
 
 
@@ -148,25 +122,28 @@ def boot(environ: Mapping[str, str], cmd: Sequence[str]) -> NoReturn:
     raises what :func:`migrate` raises, or :class:`ProgramError` (127 not found, 126
     not executable).
     """
-    # The exec happens with our handlers still installed: exec resets them to the
-    # defaults, and a signal just before it still ends the boot with 128 + n.
-    with signals_end_the_boot():
+    with stop.handled():
+        stop.check()
         prepared = prepare(environ)
         environment = prepared.server_environment()
         program = find_program(cmd, environment)
-        _stages(prepared)
-        exec_server(cmd, environment, program)
+        extra = prepared.config.settings.stop_signal_numbers()
+        with stop.handled(extra):
+            _stages(prepared)
+            exec_server(cmd, environment, program, stopping=(*stop.ENDING, *extra))
 
 
 def exec_direct(environ: Mapping[str, str], cmd: Sequence[str]) -> NoReturn:
     """A command that is not the server: the artifacts rendered and written, then
     ``cmd`` exec'd with the rendered environment at once (no wait, no database, no
     hooks). Logs ``cloudboot.exec.direct``."""
-    with signals_end_the_boot():
+    with stop.handled():
+        stop.check()
         prepared = prepare(environ)
         environment = prepared.server_environment()
         program = find_program(cmd, environment)
         write_artifacts(prepared)
+        stop.check()
         get_logger().info(
             events.EXEC_DIRECT, program=cmd[0], pid=os.getpid(), why="not the server command"
         )
@@ -175,7 +152,9 @@ def exec_direct(environ: Mapping[str, str], cmd: Sequence[str]) -> NoReturn:
 
 def exec_plain(environ: Mapping[str, str], cmd: Sequence[str]) -> NoReturn:
     """``cmd`` exec'd with ``environ`` as it is (nothing rendered)."""
-    exec_program(cmd, environ, what="command", path=find_program(cmd, environ))
+    with stop.handled():
+        stop.check()
+        exec_program(cmd, environ, what="command", path=find_program(cmd, environ))
 
 
 def find_program(cmd: Sequence[str], environment: Mapping[str, str]) -> str:
@@ -217,6 +196,7 @@ def _stages(prepared: Prepared) -> None:
     from .hooks import run_hooks  # noqa: PLC0415
     from .wait import wait_ready  # noqa: PLC0415
 
+    stop.check()
     write_artifacts(prepared)
     config = prepared.config
     target, settings, hooks = config.target, config.settings, config.hooks
@@ -233,19 +213,41 @@ def _stages(prepared: Prepared) -> None:
             ensure_database(target, settings.collation)
 
         def lock(hook: Hook, adopt: Any) -> AbstractContextManager[Lease]:
-            return hook_lock(target, hook.name, settings.release, adopt=adopt)
+            return hook_lock(
+                target,
+                hook.name,
+                settings.release,
+                adopt=adopt,
+                lock_timeout=settings.lock_timeout,
+                keepalive=settings.lock_keepalive,
+            )
 
         run_hooks(hooks, prepared.server_environment(), lock, adopt=kept)
     finally:
-        if kept is not None:
-            close_quietly(kept)  # a no-op once the first hook's lock has closed it
+        # A no-op once the first hook's lock has closed it. After a signal it may still be
+        # in a worker's hands (bootstrap.stop.call): the exit closes it.
+        if kept is not None and stop.requested() is None:
+            close_quietly(kept)
 
 
-def exec_server(cmd: Sequence[str], environment: Mapping[str, str], program: str) -> NoReturn:
+def exec_server(
+    cmd: Sequence[str],
+    environment: Mapping[str, str],
+    program: str,
+    *,
+    stopping: Sequence[int] = stop.ENDING,
+) -> NoReturn:
     """Replace cloudboot with the server ``cmd`` (found at ``program``) and
-    ``environment``; logs ``cloudboot.exec`` with the program and the PID (never the
-    arguments)."""
+    ``environment``, unless one of the ``stopping`` signals has come (then
+    :class:`Interrupted`); logs ``cloudboot.exec`` with the program and the PID (never
+    the arguments)."""
+    stop.check()
     get_logger().info(events.EXEC, program=cmd[0], pid=os.getpid())
     exec_program(
-        cmd, environment, what="server command", path=program, hint="check the image's CMD and PATH"
+        cmd,
+        environment,
+        what="server command",
+        path=program,
+        hint="check the image's CMD and PATH",
+        stopping=stopping,
     )

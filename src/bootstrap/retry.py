@@ -12,6 +12,7 @@ with jitter takes over, starting again from its first, short delay.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import random
 import select
@@ -23,10 +24,11 @@ from typing import Any, TypeVar
 
 import tenacity
 
-from .engines import Engine, engine_for
+from . import stop
+from .engines import Engine, engine_for, other_engine_at
 from .errors import CloudbootError, ConfigError, RefusedError, UnavailableError
 from .events import StageEvents
-from .failures import Failure, Kind
+from .failures import Failure, Kind, Reason, tailored
 from .logs import get_logger
 from .target import Target
 
@@ -47,7 +49,7 @@ class Policy:
     probe_interval: float = 0.015
     max_auth_attempts: int = 3
     clock: Callable[[], float] = time.monotonic
-    sleep: Callable[[float], None] = time.sleep
+    sleep: Callable[[float], None] = stop.sleep
     rand: Callable[[], float] = random.random
 
 
@@ -69,14 +71,17 @@ def wait_for_port(address: tuple[Any, ...], budget: float, policy: Policy = DEFA
     """
     family, _type, _proto, _name, sockaddr = address
     end = policy.clock() + budget
-    while (remaining := end - policy.clock()) > 0:
+    while end - policy.clock() > 0:
         with socket.socket(family, socket.SOCK_STREAM) as sock:
             sock.setblocking(False)
             error = sock.connect_ex(sockaddr)
             if error in (errno.EINPROGRESS, errno.EAGAIN):
                 poller = select.poll()
                 poller.register(sock, select.POLLOUT)
-                done = poller.poll(max(1, int(remaining * 1000)))
+                done: list[Any] = []
+                while not done and (left := end - policy.clock()) > 0:
+                    stop.check()  # a host that drops packets must not hold a signal back
+                    done = poller.poll(max(1, int(min(left, stop.TICK) * 1000)))
                 error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) if done else -1
             if error == 0:
                 return True
@@ -113,6 +118,7 @@ class _Attempts:
     auth_failures: int = 0
     streak: int = 0
     last: Failure | None = None
+    other: str | None = None
     log: Any = field(default_factory=get_logger)
 
     def elapsed(self) -> float:
@@ -124,13 +130,33 @@ class _Attempts:
     def run(self, operation: Callable[[float], T]) -> T:
         self.number += 1
         self.log.debug(self.events.attempt, attempt=self.number, elapsed_s=self._elapsed())
+        timeout = min(self.target.connect_timeout, max(1.0, self.remaining()))
         try:
-            return operation(min(self.target.connect_timeout, max(1.0, self.remaining())))
+            # In a worker thread: a connect or a lock wait inside the driver cannot hold
+            # a signal back (bootstrap.stop.call); a late connection is closed.
+            return stop.call(lambda: operation(timeout), discard=_close_late)
         except CloudbootError:
             raise
         except Exception as exc:  # noqa: BLE001 - every driver error is classified
-            failure = self.engine.classify(exc)
-        raise self._settle(failure)
+            failure = self._identified(self.engine.classify(exc))
+        raise self._settle(tailored(failure, self.target))
+
+    def _identified(self, failure: Failure) -> Failure:
+        """A server that says nothing or speaks another protocol: when it is the other
+        engine's, a configuration error at once rather than a wait until the deadline."""
+        if failure.reason not in (Reason.SILENT_SERVER, Reason.WRONG_PROTOCOL):
+            return failure
+        if self.other is None:
+            other = other_engine_at(self.target)
+            self.other = other.title if other else ""
+        if not self.other:
+            return failure
+        return Failure(
+            Reason.OTHER_ENGINE,
+            f"{self.target.address} answers as a {self.other} server",
+            f"check the port (and the engine, {self.engine.title} now): "
+            f"{self.target.port} belongs to a {self.other} server",
+        )
 
     def _elapsed(self) -> float:
         return round(self.elapsed(), 3)
@@ -188,6 +214,13 @@ class _Attempts:
             self.policy.sleep(seconds)
         elif wait_for_port(address, seconds, self.policy):
             self.log.debug(self.events.port_open, elapsed_s=self._elapsed())
+
+
+def _close_late(result: object) -> None:
+    close = getattr(result, "close", None)
+    if callable(close):
+        with contextlib.suppress(Exception):
+            close()
 
 
 def _final_error(failure: Failure, target: Target, auth_failures: int) -> CloudbootError:

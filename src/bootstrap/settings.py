@@ -18,6 +18,7 @@ from __future__ import annotations
 import difflib
 import re
 import shlex
+import signal
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -50,6 +51,10 @@ MAX_CONFIG_BYTES = 1 << 20
 _VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _COLLATION = re.compile(r"[A-Za-z0-9_]+")
 _SERVICE_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+
+# Signals a platform may send to stop a container (an image's STOPSIGNAL) besides
+# SIGTERM and SIGINT, which always end the boot.
+STOP_SIGNAL_NAMES = frozenset({"SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGWINCH", "SIGPWR"})
 
 # Settings whose empty value means "do not write this artifact" rather than "unset".
 EMPTY_MEANS_OFF = frozenset({"pgpass", "pg_service_file", "profile", "my_cnf", "wp_config"})
@@ -153,6 +158,9 @@ class Settings(BaseSettings):
     ca_file: str = "system"
     wait_timeout: Duration = Field(default=300.0, gt=0)
     connect_timeout: Duration = Field(default=5.0, gt=0)
+    lock_timeout: Duration = Field(default=1800.0, gt=0, le=2_000_000)
+    lock_keepalive: int = Field(default=30, ge=5, le=3600)
+    stop_signals: str | None = None
     create_database: bool = True
     collation: str | None = None
     release: str | None = None
@@ -204,6 +212,21 @@ class Settings(BaseSettings):
         if value and not _COLLATION.fullmatch(value):
             raise ValueError("must be a collation name such as utf8mb4_bin")
         return value
+
+    @field_validator("stop_signals")
+    @classmethod
+    def _stop_signals(cls, value: str | None) -> str | None:
+        if value is not None:
+            names = value.replace(",", " ").split()
+            wrong = [name for name in names if name.upper() not in STOP_SIGNAL_NAMES]
+            if wrong or not names:
+                raise ValueError("must name signals from " + ", ".join(sorted(STOP_SIGNAL_NAMES)))
+        return value
+
+    def stop_signal_numbers(self) -> tuple[int, ...]:
+        """The extra signals that end the boot (``stop_signals``), as numbers."""
+        names = (self.stop_signals or "").replace(",", " ").split()
+        return tuple(int(signal.Signals[name.upper()]) for name in names)
 
     @field_validator("pg_service_name")
     @classmethod

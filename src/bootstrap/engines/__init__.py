@@ -11,13 +11,21 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import os
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from ..errors import RefusedError
-from ..failures import Failure, Reason, classify_os_error, detail_of, unexpected
+from ..failures import (
+    Failure,
+    Reason,
+    classify_os_error,
+    detail_of,
+    raised_inside,
+    unexpected,
+)
 from ..target import EngineName, Target
 from ..tls import TlsSetupError
 
@@ -104,14 +112,31 @@ class Engine(Protocol):
         ...
 
     def acquire_lock(
-        self, connection: Connection, target: Target, on_wait: Callable[[], None]
-    ) -> None:
+        self,
+        connection: Connection,
+        target: Target,
+        on_wait: Callable[[], None],
+        timeout: float,
+    ) -> bool:
         """Take the hooks' lock on ``connection`` (it ends with the session), calling
-        ``on_wait`` once if another session holds it."""
+        ``on_wait`` once if another session holds it; false when it was not free
+        within ``timeout`` seconds."""
         ...
 
-    def create_runs_table(self, connection: Connection) -> None:
-        """Create ``cloudboot_hook_runs`` unless it exists."""
+    def bound_lock_session(self, connection: Connection, keepalive: int) -> None:
+        """Make the server end this session within about ``keepalive`` seconds once its
+        client has vanished without closing (no FIN, no RST), provided the client
+        sends something at least every ``keepalive / 3`` seconds while it lives."""
+        ...
+
+    def session_socket(self, connection: Connection) -> int:
+        """The file descriptor of ``connection``'s socket."""
+        ...
+
+    def create_runs_table(self, connection: Connection, target: Target) -> None:
+        """Create ``cloudboot_hook_runs`` unless it exists. Raises
+        :class:`~bootstrap.errors.RefusedError` naming the privilege to grant when the
+        user may not create it."""
         ...
 
     def record_run_sql(self) -> str:
@@ -123,6 +148,12 @@ class Engine(Protocol):
         before the TLS handshake. Raises :class:`~bootstrap.errors.CloudbootError`
         subclasses for a server without TLS or one that speaks another protocol, and
         ``OSError`` when the connection breaks."""
+        ...
+
+    def answers(self, sock: socket.socket) -> bool:
+        """Whether the server on the fresh TCP connection ``sock`` speaks this engine's
+        protocol (for telling a port of the other engine from garbage). Raises
+        ``OSError`` when the connection breaks or times out."""
         ...
 
     def session_info(self, connection: Connection) -> tuple[str, str | None]:
@@ -156,6 +187,28 @@ def all_engines() -> tuple[Engine, ...]:
     return tuple(engine_for(name) for name in _MODULES)
 
 
+def other_engine_at(target: Target, timeout: float = 1.0) -> Engine | None:
+    """The engine, other than the target's, whose protocol the server at the target's
+    address speaks; ``None`` when none does (or it cannot be reached)."""
+    return engine_answering(target.host, target.port, target.engine, timeout)
+
+
+def engine_answering(
+    host: str, port: int, exclude: EngineName, timeout: float = 1.0
+) -> Engine | None:
+    """The engine other than ``exclude`` that the server at ``host:port`` speaks."""
+    for engine in all_engines():
+        if engine.name == exclude:
+            continue
+        try:
+            with socket.create_connection((host, port), timeout=timeout) as sock:
+                if engine.answers(sock):
+                    return engine
+        except OSError:
+            continue
+    return None
+
+
 def classify_driver_error(
     exc: BaseException,
     driver: str,
@@ -169,7 +222,11 @@ def classify_driver_error(
     if isinstance(exc, TlsSetupError):
         return Failure(Reason.CA_FILE_UNUSABLE, str(exc))
     if type(exc).__module__.split(".")[0] != driver:
-        return classify_os_error(exc) or unexpected(exc)
+        found = classify_os_error(exc)
+        if found is None and raised_inside(exc, driver):
+            # The driver choked on what the server sent: not its protocol.
+            return Failure(Reason.WRONG_PROTOCOL, f"{type(exc).__name__}: {detail_of(exc)}")
+        return found or unexpected(exc)
     detail = detail_of(exc)
     found = classify(exc, detail)
     if found is not None:
@@ -185,6 +242,28 @@ def may_not_create(target: Target, grant: str) -> RefusedError:
         f"user {target.user} may not create database {target.dbname}",
         hint=f"create the database beforehand, or grant {grant} to the user",
     )
+
+
+def watch_socket(fd: int) -> None:
+    """Client-side TCP keepalives and a user timeout on the socket ``fd``: when the
+    server or the path to it vanishes, the socket fails within about 3 s, idle or not,
+    and a ``poll`` on it says so."""
+    sock = socket.socket(fileno=os.dup(fd))  # closing the duplicate leaves ``fd`` open
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 2)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, 3000)
+    finally:
+        sock.close()
+
+
+def keepalive_parts(seconds: int) -> tuple[int, int, int]:
+    """``(idle, interval, count)`` of TCP keepalives that drop a silent peer within
+    ``seconds``: ``idle + interval * count <= seconds``."""
+    interval = max(1, seconds // 4)
+    return max(1, seconds - 3 * interval), interval, 3
 
 
 def close_quietly(connection: Connection) -> None:

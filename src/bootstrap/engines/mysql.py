@@ -11,12 +11,13 @@ import errno
 import hashlib
 import socket
 import struct
+import time
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
 from ..errors import ConfigError, RefusedError, UnavailableError
-from ..failures import Failure, Reason, classify_os_error
+from ..failures import HINT_DENIED_OR_PLAINTEXT, Failure, Reason, SilentServer, classify_os_error
 from ..rendering import render_my_cnf
 from ..target import Target
 from ..tls import client_context
@@ -29,6 +30,7 @@ from . import (
     Created,
     classify_driver_error,
     close_quietly,
+    engine_answering,
     fetch_one,
     may_not_create,
     placeholder,
@@ -69,10 +71,8 @@ def _code_reasons() -> dict[int, Reason]:
     }
 
 
-HINT_DENIED = (
-    "check the username and password in the injected secret; a server that requires TLS "
-    "answers a plaintext login the same way, so also check CLOUDBOOT_SSLMODE is not disable"
-)
+# PyMySQL's InternalError for a packet out of order: what garbage usually looks like.
+ER_PACKET_SEQUENCE = "Packet sequence number wrong"
 
 # The protocol's first bytes (MySQL client/server protocol, "Connection Phase").
 _PROTOCOL_V10 = 0x0A
@@ -130,6 +130,19 @@ class MySQLFamily:
         context = client_context(target)
         seconds = max(2.0, timeout)
         name = target.dbname if dbname is None else dbname
+        try:
+            return self._connect(target, name, context, seconds)
+        except pymysql.err.OperationalError as exc:
+            from pymysql.constants import CR  # noqa: PLC0415
+
+            # 2013 before connect() returned: the greeting never came.
+            if exc.args and exc.args[0] == CR.CR_SERVER_LOST and "timed out" in str(exc):
+                raise SilentServer(str(exc.args[1])) from None
+            raise
+
+    def _connect(self, target: Target, name: str, context: Any, seconds: float) -> Connection:
+        import pymysql  # noqa: PLC0415
+
         connection: Connection = pymysql.connect(
             host=target.host,
             port=target.port,
@@ -183,18 +196,23 @@ class MySQLFamily:
             close_quietly(connection)
 
     def acquire_lock(
-        self, connection: Connection, target: Target, on_wait: Callable[[], None]
-    ) -> None:
+        self,
+        connection: Connection,
+        target: Target,
+        on_wait: Callable[[], None],
+        timeout: float,
+    ) -> bool:
         name = lock_name(target.dbname)
         # One-second GET_LOCK waits in a loop: each must answer within the connection's
         # read timeout (at least 2 s), and MySQL and MariaDB disagree on what a negative
         # (infinite) wait means. A wait ends as soon as the lock is free, so the loop
         # costs a round trip a second, not latency.
+        deadline = time.monotonic() + timeout
         wait = 0
         while True:
             (got,) = fetch_one(connection, "SELECT GET_LOCK(%s, %s)", (name, wait)) or (None,)
             if got == 1:
-                return
+                return True
             if got is None:
                 raise UnavailableError(
                     "GET_LOCK failed on the server",
@@ -202,15 +220,41 @@ class MySQLFamily:
                 )
             if wait == 0:
                 on_wait()
+            if time.monotonic() >= deadline:
+                return False
             wait = 1
 
-    def create_runs_table(self, connection: Connection) -> None:
-        connection.cursor().execute(
-            f"CREATE TABLE IF NOT EXISTS {RUNS_TABLE} ("
-            f"hook VARCHAR({_MAX_KEY}) NOT NULL, release_id VARCHAR({_MAX_KEY}) NOT NULL, "
-            "finished_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP, "
-            "PRIMARY KEY (hook, release_id)) CHARACTER SET utf8mb4"
-        )
+    def bound_lock_session(self, connection: Connection, keepalive: int) -> None:
+        # The MySQL family has no per-session TCP keepalive; wait_timeout ends a session
+        # idle that long, so the holder sends a query every keepalive / 3 s.
+        fetch_one(connection, "SET SESSION wait_timeout = %s", (keepalive,))
+
+    def session_socket(self, connection: Connection) -> int:
+        # PyMySQL keeps its socket in _sock (no public accessor).
+        return int(connection._sock.fileno())  # type: ignore[attr-defined]
+
+    def create_runs_table(self, connection: Connection, target: Target) -> None:
+        from pymysql.constants import ER  # noqa: PLC0415
+        from pymysql.err import MySQLError  # noqa: PLC0415
+
+        try:
+            connection.cursor().execute(
+                f"CREATE TABLE IF NOT EXISTS {RUNS_TABLE} ("
+                f"hook VARCHAR({_MAX_KEY}) NOT NULL, release_id VARCHAR({_MAX_KEY}) NOT NULL, "
+                "finished_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP, "
+                "PRIMARY KEY (hook, release_id)) CHARACTER SET utf8mb4"
+            )
+        except MySQLError as exc:
+            code = exc.args[0] if exc.args else None
+            if code not in (ER.TABLEACCESS_DENIED_ERROR, ER.DBACCESS_DENIED_ERROR):
+                raise
+            raise RefusedError(
+                f"user {target.user} logs in to {target.dbname} but may not create "
+                f"cloudboot's table {RUNS_TABLE} there (CREATE command denied)",
+                hint=f"grant it: GRANT CREATE, SELECT, INSERT ON "
+                f"{quote_identifier(target.dbname)}.* TO the user (or create the table "
+                "beforehand and grant SELECT and INSERT on it)",
+            ) from None
 
     def record_run_sql(self) -> str:
         return f"INSERT IGNORE INTO {RUNS_TABLE} (hook, release_id) VALUES (%s, %s)"  # noqa: S608 - constant table name
@@ -218,7 +262,18 @@ class MySQLFamily:
     def start_tls(self, sock: socket.socket) -> None:
         # The MySQL family greets first; answer with an SSL request packet (the first 32
         # bytes of a handshake response with CLIENT_SSL), after which TLS starts.
-        greeting = _read_packet(sock)
+        try:
+            greeting = _read_packet(sock)
+        except TimeoutError:
+            # No greeting: a server that waits for the client to speak first.
+            host, port = sock.getpeername()[:2]
+            other = engine_answering(host, port, "mysql")
+            if other is None:
+                raise
+            raise ConfigError(
+                [f"the port belongs to a {other.title} server, not a MySQL-family one"],
+                hint="check the port and CLOUDBOOT_ENGINE",
+            ) from None
         if greeting[:1] == bytes([_ERR_PACKET]):
             code = int.from_bytes(greeting[1:3], "little")
             message = greeting[3:].decode("utf-8", "replace")
@@ -235,6 +290,11 @@ class MySQLFamily:
             )
         body = struct.pack("<IIB23x", _CAPABILITIES, 1 << 24, _UTF8MB4)
         sock.sendall(len(body).to_bytes(3, "little") + b"\x01" + body)
+
+    def answers(self, sock: socket.socket) -> bool:
+        header = sock.recv(5)
+        # A protocol-10 greeting: 3 bytes of length, sequence 0, protocol version 10.
+        return len(header) == 5 and header[3] == 0 and header[4] == _PROTOCOL_V10
 
     def session_info(self, connection: Connection) -> tuple[str, str | None]:
         (user,) = fetch_one(connection, "SELECT CURRENT_USER()")
@@ -281,7 +341,9 @@ def _classify_pymysql(exc: BaseException, detail: str) -> Failure | None:
     if code == ER.ACCESS_DENIED_ERROR:
         # MariaDB answers a plaintext login under require_secure_transport with 1045,
         # the same number as a wrong password: say both.
-        return Failure(Reason.ACCESS_DENIED, detail, HINT_DENIED)
+        return Failure(Reason.ACCESS_DENIED, detail, HINT_DENIED_OR_PLAINTEXT)
+    if code is None and str(exc.args[0] if exc.args else "").startswith(ER_PACKET_SEQUENCE):
+        return Failure(Reason.WRONG_PROTOCOL, detail)
     known = _code_reasons().get(code or 0)
     return None if known is None else Failure(known, detail)
 

@@ -29,6 +29,7 @@ from . import (
     classify_driver_error,
     close_quietly,
     fetch_one,
+    keepalive_parts,
     may_not_create,
     placeholder,
 )
@@ -197,21 +198,56 @@ class Postgres:
             close_quietly(connection)
 
     def acquire_lock(
-        self, connection: Connection, target: Target, on_wait: Callable[[], None]
-    ) -> None:
+        self,
+        connection: Connection,
+        target: Target,
+        on_wait: Callable[[], None],
+        timeout: float,
+    ) -> bool:
+        from psycopg import errors  # noqa: PLC0415
+
         # Advisory locks belong to the database the session is in: per application.
         key = advisory_key(LOCK_NAME)
         if fetch_one(connection, "SELECT pg_try_advisory_lock(%s)", (key,))[:1] == (True,):
-            return
+            return True
         on_wait()
-        fetch_one(connection, "SELECT pg_advisory_lock(%s)", (key,))
+        # lock_timeout bounds the server's own wait queue, which hands the lock over the
+        # moment it is free; the wait runs in a worker thread (bootstrap.stop.call).
+        millis = min(2**31 - 1, max(1, math.ceil(timeout * 1000)))
+        fetch_one(connection, "SELECT set_config('lock_timeout', %s, false)", (f"{millis}ms",))
+        try:
+            fetch_one(connection, "SELECT pg_advisory_lock(%s)", (key,))
+        except errors.LockNotAvailable:
+            return False
+        fetch_one(connection, "SELECT set_config('lock_timeout', '0', false)")
+        return True
 
-    def create_runs_table(self, connection: Connection) -> None:
-        connection.cursor().execute(
-            f"CREATE TABLE IF NOT EXISTS {RUNS_TABLE} ("
-            "hook text NOT NULL, release_id text NOT NULL, "
-            "finished_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (hook, release_id))"
-        )
+    def bound_lock_session(self, connection: Connection, keepalive: int) -> None:
+        # Server-side TCP keepalives on this session's socket (any user may set them).
+        idle, interval, count = keepalive_parts(keepalive)
+        for name, value in (
+            ("tcp_keepalives_idle", idle),
+            ("tcp_keepalives_interval", interval),
+            ("tcp_keepalives_count", count),
+        ):
+            fetch_one(connection, "SELECT set_config(%s, %s, false)", (name, str(value)))
+
+    def session_socket(self, connection: Connection) -> int:
+        return int(connection.fileno())  # type: ignore[attr-defined]
+
+    def create_runs_table(self, connection: Connection, target: Target) -> None:
+        from psycopg import errors  # noqa: PLC0415
+
+        try:
+            connection.cursor().execute(
+                f"CREATE TABLE IF NOT EXISTS {RUNS_TABLE} ("
+                "hook text NOT NULL, release_id text NOT NULL, "
+                "finished_at timestamptz NOT NULL DEFAULT now(), "
+                "PRIMARY KEY (hook, release_id))"
+            )
+        except (errors.InsufficientPrivilege, errors.InvalidSchemaName):
+            (schema,) = fetch_one(connection, "SELECT current_schema()") or (None,)
+            raise _may_not_create_table(target, schema) from None
 
     def record_run_sql(self) -> str:
         return f"INSERT INTO {RUNS_TABLE} (hook, release_id) VALUES (%s, %s) ON CONFLICT DO NOTHING"  # noqa: S608 - constant table name
@@ -234,6 +270,10 @@ class Postgres:
             ["the server does not speak PostgreSQL's protocol"],
             hint="check the port and CLOUDBOOT_ENGINE: this may be a MySQL-family server",
         )
+
+    def answers(self, sock: socket.socket) -> bool:
+        sock.sendall(_SSL_REQUEST)
+        return sock.recv(2) in (b"S", b"N")
 
     def session_info(self, connection: Connection) -> tuple[str, str | None]:
         user, version = fetch_one(
@@ -278,6 +318,29 @@ class Postgres:
             },
             files={"pgpass": pgpass, "pg_service.conf": service},
         )
+
+
+def _pg_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _may_not_create_table(target: Target, schema: str | None) -> RefusedError:
+    user = _pg_ident(target.user)
+    if schema is None:
+        return RefusedError(
+            f"user {target.user} logs in to {target.dbname} but has no schema to create "
+            f"cloudboot's table {RUNS_TABLE} in (search_path names none it may use)",
+            hint=f"create a schema the user owns (CREATE SCHEMA AUTHORIZATION {user}) or "
+            "set the user's search_path to one it may create tables in",
+        )
+    return RefusedError(
+        f"user {target.user} logs in to {target.dbname} but may not create cloudboot's "
+        f"table {RUNS_TABLE} in schema {schema} (permission denied for schema {schema})",
+        hint=f"grant it: GRANT CREATE ON SCHEMA {_pg_ident(schema)} TO {user}; "
+        "PostgreSQL 15 and later no longer let every user create tables in public "
+        "(or create the table beforehand as its owner, and grant the user SELECT and "
+        "INSERT on it)",
+    )
 
 
 def _classify_psycopg(exc: BaseException, detail: str) -> Failure | None:
