@@ -52,16 +52,19 @@ def copy_release(dest: Path) -> Path:
 
 
 def image_config(dest: Path, release: Path) -> Path:
-    """The image's cloudboot.toml with only the hook's ``/work/bin/app`` replaced."""
+    """The image's cloudboot.toml with only ``/work/bin/app`` replaced: in the hook and
+    in the server command (the image's CMD)."""
     original = TOML.read_text()
     image_app = f"{IMAGE_HOME}bin/app"
-    assert original.count(image_app) == 1
+    assert original.count(image_app) == 2
     dest.write_text(original.replace(image_app, str(release / "bin" / "app")))
     # Nothing else differs: the rest is the image's file as it ships.
     ours, theirs = tomllib.loads(dest.read_text()), tomllib.loads(original)
     ours["hooks"][0]["shell"] = ours["hooks"][0]["shell"].replace(
         str(release / "bin" / "app"), image_app
     )
+    assert ours["boot"]["server"] == [str(release / "bin" / "app"), "start"]
+    ours["boot"]["server"][0] = image_app
     assert ours == theirs
     return dest
 

@@ -197,6 +197,8 @@ def layout_environ(
         "CLOUDBOOT_MY_CNF": str(home / ".my.cnf"),
         "WORDPRESS_BASE_DIR": str(base),
         "WORDPRESS_VOLUME_DIR": str(site),
+        # php -S stands in for Bitnami's entrypoint and nginx: it is the server here.
+        "CLOUDBOOT_SERVER": reader("php"),
     }
 
 

@@ -84,7 +84,6 @@ COMMANDS = {
             "[OPTIONS] [--] [CMD [ARG...]]",
             "the boot for the server command (wait, ensure the database, hooks), then exec "
             "it; any other command is exec'd at once with the rendered variables and files",
-            passes_arguments=True,
         ),
         Command(
             "render",
@@ -199,11 +198,13 @@ class _Parser:
         if known is not None:
             return self._take(*known)
         if word.startswith("-") and word != "-":
-            if command is None:
+            if command is None or command.name == "run":
                 # docker run IMAGE --flag: the flag is for the server command, as
                 # docker-library's entrypoints take it.
                 return self._rest("run", self.index)
             raise UsageError(f"cloudboot {command.name} has no option {word}")
+        if command is not None and command.name == "run":
+            return self._rest("run", self.index)
         if command is not None:
             raise UsageError(f"cloudboot {command.name} takes no argument {word!r}")
         if word in COMMANDS:

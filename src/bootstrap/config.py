@@ -22,7 +22,7 @@ from .engines import Engine, all_engines, engine_for
 from .errors import ConfigError
 from .settings import Hook, Settings, load_settings
 from .sources import Credentials, find_credentials
-from .target import EngineName, Source, Target
+from .target import EngineName, Source, SslMode, Target
 from .tls import resolve_ca_file
 from .urls import DIALECTS, default_dialect
 
@@ -128,9 +128,10 @@ def _resolve(  # noqa: PLR0917 - one call site, every argument a different stage
         )
     if settings.libpq_env and "pgpass" not in engine.artifacts:
         problems.append(f"CLOUDBOOT_LIBPQ_ENV is for PostgreSQL; the database is {engine.title}")
-    ca_file = resolve_ca_file(settings.sslmode, settings.ca_file, environ)
+    sslmode, ca_setting, query = _tls_choice(settings, credentials, environ, problems)
+    ca_file = resolve_ca_file(sslmode, ca_setting, environ)
     if ca_file is not None:
-        problems += _ca_file_problems(ca_file, system=settings.ca_file == "system")
+        problems += _ca_file_problems(ca_file, system=ca_setting == "system")
     target = Target(
         engine=engine.name,
         host=credentials.host,
@@ -138,7 +139,7 @@ def _resolve(  # noqa: PLR0917 - one call site, every argument a different stage
         dbname=credentials.dbname,
         user=credentials.user,
         password=credentials.password,
-        sslmode=settings.sslmode,
+        sslmode=sslmode,
         ca_file=ca_file,
         connect_timeout=settings.connect_timeout,
         wait_timeout=settings.wait_timeout,
@@ -153,13 +154,84 @@ def _resolve(  # noqa: PLR0917 - one call site, every argument a different stage
         source=credentials.source,
         url_dialect=dialect.name,
         url_env=settings.url_env or dialect.default_url_env,
-        url_query=credentials.query,
+        url_query=query,
         files=files,
         wp_config_sample=sample,
         owner=_owner(settings.owner, problems),
         hooks=hooks,
         environ=environ,
     )
+
+
+# The user's own TLS choices cloudboot honours: libpq's variables, and the TLS keys of
+# an incoming URL (libpq's and MySQL's spellings), by what each value means.
+_TLS_MODES = {
+    "verify-full": "verify-full", "verify_identity": "verify-full",
+    "verify-ca": "verify-ca", "verify_ca": "verify-ca",
+    "require": "require", "required": "require",
+    "disable": "disable", "disabled": "disable",
+}  # fmt: skip
+_OPPORTUNISTIC = frozenset({"allow", "prefer", "preferred"})
+_MODE_KEYS = frozenset({"sslmode", "ssl-mode", "ssl_mode"})
+_CA_KEYS = frozenset({"sslrootcert", "ssl-ca", "ssl_ca"})
+
+
+def _tls_choice(
+    settings: Settings,
+    credentials: Credentials,
+    environ: Mapping[str, str],
+    problems: list[str],
+) -> tuple[SslMode, str, tuple[tuple[str, str], ...]]:
+    """The sslmode and CA file to use, and the incoming URL's query without the TLS keys
+    honoured here. ``PGSSLMODE``/``PGSSLROOTCERT`` and the URL's own TLS keys are the
+    user's choice: honoured when the ``CLOUDBOOT_*`` setting is not given, refused when
+    it is and says otherwise; TLS off only ever by ``CLOUDBOOT_SSLMODE=disable``, and
+    opportunistic TLS (``prefer``) never."""
+    label = credentials.source.label
+    modes = [("PGSSLMODE", environ["PGSSLMODE"])] if environ.get("PGSSLMODE") else []
+    cas = [("PGSSLROOTCERT", environ["PGSSLROOTCERT"])] if environ.get("PGSSLROOTCERT") else []
+    query = []
+    for key, value in credentials.query:
+        if key.lower() in _MODE_KEYS:
+            modes.append((f"{label} ({key})", value))
+        elif key.lower() in _CA_KEYS:
+            cas.append((f"{label} ({key})", value))
+        else:
+            query.append((key, value))
+    chosen = {_mode(origin, value, settings, problems) for origin, value in modes} - {None}
+    if len(chosen) > 1:
+        problems.append("the TLS choices of the environment disagree: set CLOUDBOOT_SSLMODE")
+    sslmode: SslMode = chosen.pop() if len(chosen) == 1 else settings.sslmode  # type: ignore[assignment]
+    ca_setting = settings.ca_file
+    for origin, value in cas:
+        if "ca_file" not in settings.model_fields_set:
+            ca_setting = value
+        elif value != settings.ca_file:
+            problems.append(
+                f"{origin} names another CA file than CLOUDBOOT_CA_FILE: they must agree "
+                "(or remove one)"
+            )
+    return sslmode, ca_setting, tuple(query)
+
+
+def _mode(origin: str, value: str, settings: Settings, problems: list[str]) -> str | None:
+    """The sslmode a user's TLS choice stands for, when it is to be honoured."""
+    mode = _TLS_MODES.get(value.lower())
+    explicit = "sslmode" in settings.model_fields_set
+    if mode is None:
+        why = "opportunistic TLS, which cloudboot does not do"
+        why = why if value.lower() in _OPPORTUNISTIC else "something that is not an sslmode"
+        problems.append(f"{origin} asks for {why}: set CLOUDBOOT_SSLMODE, or remove it")
+    elif explicit and mode != settings.sslmode:
+        problems.append(
+            f"{origin} asks for sslmode {mode}, CLOUDBOOT_SSLMODE for {settings.sslmode}: "
+            "they must agree (or remove one)"
+        )
+    elif mode == "disable" and not explicit:
+        problems.append(f"{origin} turns TLS off: only CLOUDBOOT_SSLMODE=disable may")
+    elif not explicit:
+        return mode
+    return None
 
 
 def _ca_file_problems(path: str, *, system: bool) -> list[str]:

@@ -8,7 +8,8 @@ name, then its arguments) gets the whole boot: wait, ensure the database, hooks,
 Any other command (``sh``, ``bash``, ``mix``, ``wp``, a one-off task) gets the rendered
 variables and files, then is exec'd at once. No command, or one that starts with ``-``,
 means the server command (with those words after it). Without the setting, every
-command boots except an interactive shell.
+command boots except an interactive shell (``sh``, ``bash -l``: a shell without a
+script; ``sh -c 'exec server'``, Docker's shell-form ``CMD``, is a server).
 """
 
 from __future__ import annotations
@@ -22,7 +23,23 @@ from .errors import ConfigError, UsageError
 from .logs import get_logger
 
 SHELLS = frozenset({"sh", "bash", "dash", "ash", "zsh", "ksh", "fish", "busybox"})
-"""Programs that are never the server when no ``server`` is set: a shell in the image."""
+_INTERACTIVE_FLAGS = frozenset({"-i", "-l", "--login", "-il", "-li"})
+
+
+def is_interactive_shell(cmd: Sequence[str]) -> bool:
+    """A shell started without a script to run: someone wants a prompt."""
+    if os.path.basename(cmd[0]) not in SHELLS:
+        return False
+    arguments = cmd[2:] if os.path.basename(cmd[0]) == "busybox" else cmd[1:]
+    return all(word in _INTERACTIVE_FLAGS for word in arguments)
+
+
+def _same_word(given: str, server: str) -> bool:
+    # A program or script named by another path to the same name (an image's
+    # /usr/local/bin/x and a mapped copy, a relative and an absolute path) is the same.
+    return given == server or (
+        "/" in given + server and os.path.basename(given) == os.path.basename(server)
+    )
 
 
 def server_command(cmd: Sequence[str], server: Sequence[str] | None) -> list[str]:
@@ -43,11 +60,10 @@ def server_command(cmd: Sequence[str], server: Sequence[str] | None) -> list[str
 def is_server(cmd: Sequence[str], server: Sequence[str] | None) -> bool:
     """Whether ``cmd`` is the server command (so the boot runs before it)."""
     if not server:
-        return os.path.basename(cmd[0]) not in SHELLS
+        return not is_interactive_shell(cmd)
     if len(cmd) < len(server):
         return False
-    same_program = cmd[0] == server[0] or os.path.basename(cmd[0]) == os.path.basename(server[0])
-    return same_program and list(cmd[1 : len(server)]) == list(server[1:])
+    return all(_same_word(given, word) for given, word in zip(cmd, server, strict=False))
 
 
 def run(environ: Mapping[str, str], cmd: Sequence[str]) -> NoReturn:
@@ -63,7 +79,7 @@ def run(environ: Mapping[str, str], cmd: Sequence[str]) -> NoReturn:
     try:
         exec_direct(environ, command)
     except ConfigError as exc:
-        if os.path.basename(command[0]) not in SHELLS:
+        if not is_interactive_shell(command):
             raise
         # A shell is how an operator gets in to mend a broken configuration: give it,
         # without the rendered variables and files, and say why.

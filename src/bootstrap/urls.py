@@ -160,6 +160,32 @@ def _refuse_socket_localhost(endpoint: Endpoint, dialect: str) -> None:
         )
 
 
+LIBPQ_CARRIED = frozenset(
+    {
+        "application_name", "fallback_application_name", "connect_timeout",
+        "client_encoding", "options", "keepalives", "keepalives_idle",
+        "keepalives_interval", "keepalives_count", "tcp_user_timeout",
+        "target_session_attrs", "load_balance_hosts", "channel_binding", "require_auth",
+        "gssencmode", "krbsrvname", "gsslib", "replication",
+    }
+)  # fmt: skip
+"""libpq connection keywords of an incoming URL that cloudboot carries over. The others
+would contradict the target (``host``, ``dbname``, ``user``, ``password``, ``service``,
+``passfile``), steer TLS (refused as such), or are unknown, which libpq refuses."""
+
+
+def _check_libpq_keys(extra: Sequence[tuple[str, str]], dialect: str) -> None:
+    for key, _value in extra:
+        if key in LIBPQ_CARRIED or _steers_tls(key):
+            continue
+        raise _refuse(
+            dialect,
+            f"the query parameter {key!r} of DATABASE_URL is not a libpq connection option "
+            "cloudboot can carry (libpq refuses unknown ones; host, user and the like are "
+            "cloudboot's own): remove it",
+        )
+
+
 def _libpq_query(endpoint: Endpoint) -> Query:
     query = [("sslmode", endpoint.sslmode)]
     return query + ([("sslrootcert", endpoint.ca_file)] if endpoint.ca_file else [])
@@ -180,6 +206,7 @@ def _libpq(scheme: str) -> Callable[[Endpoint, str, Sequence[tuple[str, str]]], 
 
     def render(endpoint: Endpoint, url_env: str, extra: Sequence[tuple[str, str]]) -> Rendered:
         _check_host(endpoint, scheme)
+        _check_libpq_keys(extra, scheme)
         query = _merge(_libpq_query(endpoint), extra, scheme)
         return _only(url_env, _url(scheme, endpoint, query))
 
@@ -265,6 +292,7 @@ def _django_postgres(environ_style: bool) -> Callable[..., Rendered]:
         if environ_style and endpoint.dbname.startswith("/"):
             # django-environ takes a decoded path starting with "/" as a socket folder.
             raise _refuse(dialect, "django-environ cannot read a database name starting with /")
+        _check_libpq_keys(extra, dialect)  # OPTIONS: the driver's connect() keywords
         query = _merge(_libpq_query(endpoint), extra, dialect)
         return _only(url_env, _url("postgresql", endpoint, query))
 
