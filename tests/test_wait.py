@@ -550,6 +550,75 @@ def test_database_started_3_s_later_proceeds(stopped_target: Target, home: Path)
     retries = [e for e in result.events if e["event"] == "cloudboot.wait.retry"]
     assert retries, result
     assert retries[0]["reason"] == "connection refused"
+    if stopped_target.engine == "postgres":
+        # The cheap startup probe saw the server through "starting up": no full TLS
+        # login was spent on it.
+        names = result.names()
+        assert "cloudboot.wait.accepting" in names, result
+        assert names.index("cloudboot.wait.port_open") < names.index("cloudboot.wait.accepting")
+        assert "database starting up" not in {e["reason"] for e in retries}, result
+
+
+class _FakeStartup:
+    """A listener that reads one startup packet and answers it with ``reply``."""
+
+    def __init__(self, reply: bytes) -> None:
+        self.listener = socket.create_server((HOST, 0))
+        self.address = socket.getaddrinfo(
+            HOST, self.listener.getsockname()[1], type=socket.SOCK_STREAM
+        )[0]
+        self.received = b""
+        self.thread = threading.Thread(target=self._serve, args=(reply,), daemon=True)
+        self.thread.start()
+
+    def _serve(self, reply: bytes) -> None:
+        conn, _ = self.listener.accept()
+        with conn:
+            length = int.from_bytes(conn.recv(4), "big")
+            while len(self.received) < length - 4:
+                self.received += conn.recv(4096)
+            conn.sendall(reply)
+
+    def close(self) -> None:
+        self.thread.join(5)
+        self.listener.close()
+
+
+def _error_response(code: bytes) -> bytes:
+    body = b"SFATAL\0C" + code + b"\0Mthe database system is starting up\0\0"
+    return b"E" + (len(body) + 4).to_bytes(4, "big") + body
+
+
+@pytest.mark.parametrize(
+    ("reply", "answer"),
+    [
+        (_error_response(b"57P03"), True),
+        (_error_response(b"28000"), False),  # no pg_hba entry: up, and judging logins
+        (b"R" + (8).to_bytes(4, "big") + (3).to_bytes(4, "big"), False),  # asks a password
+        (b"", None),  # closed without a word
+    ],
+)
+def test_the_startup_probe_reads_the_first_answer(reply: bytes, answer: bool | None) -> None:
+    fake = _FakeStartup(reply)
+    try:
+        assert engine_for("postgres").still_starting(fake.address, 2.0) is answer
+    finally:
+        fake.close()
+    # The probe names a fixed user and database, never the target's.
+    assert b"user\0cloudboot-probe\0database\0cloudboot-probe\0" in fake.received
+
+
+def test_the_startup_probe_of_a_closed_port_or_mysql_cannot_tell(unused_port: int) -> None:
+    address = socket.getaddrinfo(HOST, unused_port, type=socket.SOCK_STREAM)[0]
+    assert engine_for("postgres").still_starting(address, 0.5) is None
+    assert engine_for("mysql").still_starting(address, 0.5) is None
+
+
+def test_the_startup_probe_says_a_running_tls_only_server_takes_logins(
+    pg_server: PostgresServer,
+) -> None:
+    address = socket.getaddrinfo(HOST, pg_server.port, type=socket.SOCK_STREAM)[0]
+    assert engine_for("postgres").still_starting(address, 2.0) is False
 
 
 def test_restart_right_after_first_accepting_still_proceeds(

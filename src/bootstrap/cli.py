@@ -414,7 +414,9 @@ class _Terminal:
 
 
 _PROGRESS_EVENTS = frozenset(
-    name for stage in events.STAGES for name in (stage.retry, stage.attempt, stage.port_open)
+    name
+    for stage in events.STAGES
+    for name in (stage.retry, stage.attempt, stage.port_open, stage.accepting)
 )
 _DONE_EVENTS = frozenset(
     {events.WAIT_READY, *(stage.gave_up for stage in events.STAGES), events.HOOK_LOCKED,

@@ -37,6 +37,7 @@ class StageEvents:
     retry: str
     gave_up: str
     port_open: str
+    accepting: str
 
 
 def _stage(name: str) -> StageEvents:
@@ -45,6 +46,7 @@ def _stage(name: str) -> StageEvents:
         retry=f"cloudboot.{name}.retry",
         gave_up=f"cloudboot.{name}.gave_up",
         port_open=f"cloudboot.{name}.port_open",
+        accepting=f"cloudboot.{name}.accepting",
     )
 
 
@@ -58,5 +60,5 @@ def all_events() -> frozenset[str]:
     """Every event name cloudboot logs."""
     names = {value for key, value in globals().items() if key.isupper() and isinstance(value, str)}
     for stage in STAGES:
-        names |= {stage.attempt, stage.retry, stage.gave_up, stage.port_open}
+        names |= {stage.attempt, stage.retry, stage.gave_up, stage.port_open, stage.accepting}
     return frozenset(names)

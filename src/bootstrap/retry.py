@@ -41,12 +41,18 @@ class Policy:
 
     A failure's delay is ``min(max_delay, first_delay * 2**(streak-1))`` scaled by a
     random factor in [0.5, 1), where ``streak`` counts the failures in a row of the same
-    phase (port closed, or port open and server refusing).
+    phase (port closed, or port open and server refusing). While a server says it is
+    starting up, the engine's cheap probe asks again every ``startup_interval``, slowed
+    by half again per probe after ``startup_slowdown_after`` seconds, up to
+    ``startup_max_interval`` (each probe is a line in the server's log).
     """
 
     first_delay: float = 0.05
     max_delay: float = 2.0
-    probe_interval: float = 0.015
+    probe_interval: float = 0.005
+    startup_interval: float = 0.005
+    startup_slowdown_after: float = 1.0
+    startup_max_interval: float = 0.1
     max_auth_attempts: int = 3
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = stop.sleep
@@ -207,13 +213,39 @@ class _Attempts:
         )
 
     def sleep(self, seconds: float) -> None:
+        last = self.last
+        starting = last is not None and last.reason is Reason.STARTING_UP
         address = None
-        if self.last is not None and self.last.port_closed:
+        if last is not None and (last.port_closed or starting):
             address = _first_address(self.target.host, self.target.port)
         if address is None:
             self.policy.sleep(seconds)
+        elif starting:
+            self._until_accepting(address)
         elif wait_for_port(address, seconds, self.policy):
             self.log.debug(self.events.port_open, elapsed_s=self._elapsed())
+            # A port that just opened is most often a server still starting up: ask
+            # cheaply before a whole TLS login is spent on it.
+            self._until_accepting(address)
+
+    def _until_accepting(self, address: tuple[Any, ...]) -> None:
+        """Probe until the server no longer says it is starting up (or cannot say)."""
+        interval = self.policy.startup_interval
+        since = self.policy.clock()
+        while self.remaining() > 0:
+            stop.check()
+            began = self.policy.clock()
+            timeout = min(1.0, max(0.1, self.remaining()))
+            answer = self.engine.still_starting(address, timeout)
+            if answer is None:
+                return  # the engine cannot tell: the next full attempt will
+            if answer is False:
+                self.log.debug(self.events.accepting, elapsed_s=self._elapsed())
+                return
+            if began - since > self.policy.startup_slowdown_after:
+                interval = min(self.policy.startup_max_interval, interval * 1.5)
+            pause = began + interval - self.policy.clock()
+            self.policy.sleep(max(0.0, min(pause, self.remaining())))
 
 
 def _close_late(result: object) -> None:

@@ -143,6 +143,12 @@ class Engine(Protocol):
         """The statement that records ``(hook, release_id)``, a duplicate being no error."""
         ...
 
+    def still_starting(self, address: tuple[Any, ...], timeout: float) -> bool | None:
+        """Whether the server at ``address`` (a ``getaddrinfo`` entry) still says it is
+        starting up, asked without TLS and without any credential: a probe far cheaper
+        than a login. ``None`` when the engine cannot tell that way, or no answer came."""
+        ...
+
     def start_tls(self, sock: socket.socket) -> None:
         """``cloudboot check``: on a fresh TCP connection, what the engine's protocol sends
         before the TLS handshake. Raises :class:`~bootstrap.errors.CloudbootError`

@@ -259,6 +259,10 @@ class MySQLFamily:
     def record_run_sql(self) -> str:
         return f"INSERT IGNORE INTO {RUNS_TABLE} (hook, release_id) VALUES (%s, %s)"  # noqa: S608 - constant table name
 
+    def still_starting(self, address: tuple[Any, ...], timeout: float) -> bool | None:
+        del address, timeout  # a MySQL-family server listens only once it takes logins
+        return None
+
     def start_tls(self, sock: socket.socket) -> None:
         # The MySQL family greets first; answer with an SSL request packet (the first 32
         # bytes of a handshake response with CLIENT_SSL), after which TLS starts.

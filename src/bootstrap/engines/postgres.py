@@ -37,6 +37,21 @@ from . import (
 # The SSLRequest packet: length 8, then the request code 1234.5679.
 _SSL_REQUEST = struct.pack("!II", 8, 80877103)
 
+
+def _startup_packet() -> bytes:
+    """A protocol-3 startup packet that names no real user or database: the server says
+    "starting up" (SQLSTATE 57P03) before it looks at either, and nothing of the
+    credentials crosses the network in plaintext."""
+    body = struct.pack("!I", 196608)
+    for key, value in (("user", "cloudboot-probe"), ("database", "cloudboot-probe")):
+        body += key.encode() + b"\0" + value.encode() + b"\0"
+    body += b"\0"
+    return struct.pack("!I", len(body) + 4) + body
+
+
+_STARTUP_PACKET = _startup_packet()
+_STARTING_UP = b"C57P03\0"  # the SQLSTATE field of an ErrorResponse
+
 # What the server sent (after "FATAL:"), by how it begins: the user and database names
 # inside may hold any character, a double quote included, so nothing is matched there.
 _SERVER_RULES: tuple[tuple[str, Reason], ...] = (
@@ -251,6 +266,28 @@ class Postgres:
 
     def record_run_sql(self) -> str:
         return f"INSERT INTO {RUNS_TABLE} (hook, release_id) VALUES (%s, %s) ON CONFLICT DO NOTHING"  # noqa: S608 - constant table name
+
+    def still_starting(self, address: tuple[Any, ...], timeout: float) -> bool | None:
+        family, _type, _proto, _name, sockaddr = address
+        data = b""
+        try:
+            with socket.socket(family, socket.SOCK_STREAM) as sock:
+                sock.settimeout(timeout)
+                sock.connect(sockaddr)
+                sock.sendall(_STARTUP_PACKET)
+                # One message: a type byte, then its length (which counts itself).
+                while len(data) < 5 or len(data) < 1 + int.from_bytes(data[1:5], "big"):
+                    chunk = sock.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+                    if data[:1] != b"E":
+                        return False  # an authentication request: it takes logins
+        except OSError:
+            return None
+        if not data:
+            return None
+        return _STARTING_UP in data
 
     def start_tls(self, sock: socket.socket) -> None:
         # PostgreSQL speaks plaintext first: ask for TLS, and expect "S".
