@@ -80,6 +80,40 @@ def test_booleans(text: str, expected: bool) -> None:
     assert settings_of({"CLOUDBOOT_CREATE_DATABASE": text}).create_database is expected
 
 
+@pytest.mark.parametrize(
+    ("text", "argv"),
+    [
+        ("apache2-foreground", ("apache2-foreground",)),
+        ("true", ("true",)),  # a program, though JSON would read a boolean
+        ("null", ("null",)),  # and not "unset"
+        ("1", ("1",)),
+        ("{}", ("{}",)),
+        ("bin/server start --port '8 0'", ("bin/server", "start", "--port", "8 0")),
+        ('["bin/server", "start"]', ("bin/server", "start")),  # a Dockerfile's exec form
+        (' ["x y"]', ("x y",)),
+    ],
+)
+def test_the_server_command_is_a_shell_line_or_an_exec_form_array(
+    text: str, argv: tuple[str, ...]
+) -> None:
+    assert settings_of({"CLOUDBOOT_SERVER": text}).server == argv
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("[oops", "not a JSON array of strings"),
+        ("[1, 2]", "not a JSON array of strings"),
+        ("[]", "must name the server's program"),
+        ("'unclosed", "unclosed quote"),
+    ],
+)
+def test_a_server_command_that_cannot_be_read_is_named(text: str, problem: str) -> None:
+    (message,) = problems_of({"CLOUDBOOT_SERVER": text})
+    assert message.startswith("CLOUDBOOT_SERVER: ")
+    assert problem in message
+
+
 def test_log_level_is_case_insensitive_as_the_command_line_treats_it() -> None:
     assert settings_of({"CLOUDBOOT_LOG_LEVEL": "DEBUG"}).log_level == "debug"
     assert settings_of({"CLOUDBOOT_LOG_FORMAT": "JSON"}).log_format == "json"

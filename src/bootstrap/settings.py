@@ -16,6 +16,7 @@ cloudboot adds what the contract asks on top (README, "Settings"):
 from __future__ import annotations
 
 import difflib
+import json
 import re
 import shlex
 import signal
@@ -35,6 +36,7 @@ from pydantic import (
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -177,7 +179,8 @@ class Settings(BaseSettings):
     wp_collate: str = "utf8mb4_bin"
     owner: str | None = None
     migrate_command: str | None = None
-    server: tuple[str, ...] | None = None
+    # Not JSON-decoded by pydantic-settings: `true` is a command, not a boolean.
+    server: Annotated[tuple[str, ...] | None, NoDecode] = None
     hooks: tuple[Hook, ...] = ()
     log_format: Literal["json", "console"] | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -238,7 +241,16 @@ class Settings(BaseSettings):
     @field_validator("server", mode="before")
     @classmethod
     def _server_words(cls, value: object) -> object:
-        # A variable holds a command line (split like a shell), the file an argv list.
+        # A variable holds a command line (split like a shell) or, beginning with "[", a
+        # JSON array as in a Dockerfile's exec form; the file holds an argv list.
+        if isinstance(value, str) and value.lstrip().startswith("["):
+            try:
+                words = json.loads(value)
+            except ValueError:
+                raise ValueError("begins with '[' but is not a JSON array of strings") from None
+            if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
+                raise ValueError("begins with '[' but is not a JSON array of strings")
+            return tuple(words)
         if isinstance(value, str):
             try:
                 value = tuple(shlex.split(value))
