@@ -315,6 +315,35 @@ def test_postgres_settings_against_a_mysql_port(
     assert "does not speak PostgreSQL's protocol" in step["error"]
 
 
+def test_mysql_settings_against_a_postgres_port_without_tls_name_the_engine(
+    pg_target: Target, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # No TLS step to notice the protocol: the login's failure is identified as the boot
+    # identifies it, a setting that cannot work (78), not a server to wait for.
+    environ = environ_for(pg_target, engine="mysql", CLOUDBOOT_SSLMODE="disable")
+    code, report = run_json(environ, capsys)
+    assert code == 78
+    step = failing(report)
+    assert step["name"] == "auth"
+    assert "other engine" in step["error"]
+    assert "PostgreSQL" in step["hint"]
+
+
+def test_a_denied_mysql_login_under_tls_does_not_suggest_turning_tls_on(
+    my_target: Target, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, report = run_json(environ_for(my_target, password="not-the-password"), capsys)
+    assert code == 77
+    step = failing(report)
+    assert "SSLMODE" not in step["hint"], step["hint"]
+    # Under sslmode=disable, a TLS-only server refuses the same way: then it is said.
+    code, report = run_json(
+        environ_for(my_target, password="not-the-password", CLOUDBOOT_SSLMODE="disable"), capsys
+    )
+    assert code == 77
+    assert "CLOUDBOOT_SSLMODE=disable" in failing(report)["hint"]
+
+
 def test_python_m_bootstrap_check_prints_text(pg_target: Target) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "bootstrap", "check"],

@@ -5,6 +5,7 @@ environment of Debian's python3 (the images' interpreter), console script includ
 from __future__ import annotations
 
 import email.parser
+import json
 import shutil
 import subprocess
 import sys
@@ -107,3 +108,21 @@ def test_the_wheel_installs_into_debians_python_and_the_script_runs(
     assert version.startswith("cloudboot ")
     assert _run([str(target / "bin" / "python"), "-m", "bootstrap", "-V"]).stdout == version
     assert sys.version_info >= (3, 11)
+
+
+def test_every_public_name_resolves_and_every_error_class_is_public() -> None:
+    # In a fresh interpreter: the lazy names must each import, and nothing of a stage
+    # may be left out of the library's face (an error class above all: callers catch it).
+    probe = (
+        "import inspect, json, bootstrap, bootstrap.errors as e\n"
+        "names = sorted(set(bootstrap.__all__) - {'__version__'})\n"
+        "missing = [n for n in names if getattr(bootstrap, n, None) is None]\n"
+        "errors = sorted(n for n, c in vars(e).items() if inspect.isclass(c)\n"
+        "                and issubclass(c, e.CloudbootError))\n"
+        "print(json.dumps([names, missing, errors]))\n"
+    )
+    result = _run([sys.executable, "-c", probe])
+    names, missing, errors = json.loads(result.stdout)
+    assert missing == []
+    assert set(errors) <= set(names), set(errors) - set(names)
+    assert {"LockLostError", "LockTimeoutError"} <= set(errors)

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import tenacity
 
 from . import stop
-from .engines import Engine, engine_for, other_engine_at
+from .engines import Engine, engine_for, identified, needs_identifying, other_engine_at
 from .errors import CloudbootError, ConfigError, RefusedError, UnavailableError
 from .events import StageEvents
 from .failures import Failure, Kind, Reason, tailored
@@ -150,19 +150,12 @@ class _Attempts:
     def _identified(self, failure: Failure) -> Failure:
         """A server that says nothing or speaks another protocol: when it is the other
         engine's, a configuration error at once rather than a wait until the deadline."""
-        if failure.reason not in (Reason.SILENT_SERVER, Reason.WRONG_PROTOCOL):
+        if not needs_identifying(failure):
             return failure
         if self.other is None:
             other = other_engine_at(self.target)
             self.other = other.title if other else ""
-        if not self.other:
-            return failure
-        return Failure(
-            Reason.OTHER_ENGINE,
-            f"{self.target.address} answers as a {self.other} server",
-            f"check the port (and the engine, {self.engine.title} now): "
-            f"{self.target.port} belongs to a {self.other} server",
-        )
+        return identified(failure, self.target, self.other)
 
     def _elapsed(self) -> float:
         return round(self.elapsed(), 3)

@@ -17,9 +17,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import Config, load
-from ..engines import Connection, Engine, close_quietly, engine_for
+from ..engines import (
+    Connection,
+    Engine,
+    close_quietly,
+    engine_for,
+    identified,
+    needs_identifying,
+    other_engine_at,
+)
 from ..errors import CloudbootError, ConfigError, RefusedError, UnavailableError
-from ..failures import Failure, Kind, Reason, error_for
+from ..failures import Failure, Kind, Reason, error_for, tailored
 from ..rendering import render
 from ..tls import TlsSetupError, client_context
 from .certificates import (
@@ -380,7 +388,13 @@ def _step_auth(context: _Context) -> dict[str, Any]:
 
 
 def _failed(failure: Failure, context: _Context) -> CloudbootError:
-    """A connection failure as a failed step: refusals are 77, anything else 69."""
+    """A connection failure as a failed step, named and hinted as the boot names it:
+    refusals are 77, the other engine's port 78, anything else 69."""
+    target = context.config.target
+    if needs_identifying(failure):
+        other = other_engine_at(target)
+        failure = identified(failure, target, other.title if other else "")
+    failure = tailored(failure, target)
     hint = failure.hint
     if failure.kind is Kind.AUTH:
         where = f"cloudboot read them from {context.config.source.label}"

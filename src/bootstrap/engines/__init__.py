@@ -199,6 +199,26 @@ def other_engine_at(target: Target, timeout: float = 1.0) -> Engine | None:
     return engine_answering(target.host, target.port, target.engine, timeout)
 
 
+def identified(failure: Failure, target: Target, other: str) -> Failure:
+    """``failure`` named for what it is when the server at the target's address said
+    nothing or spoke another protocol and ``other`` (an engine's title, from
+    :func:`other_engine_at`; empty when none answered) speaks there: a configuration
+    error, not a server to wait for."""
+    if not other or failure.reason not in (Reason.SILENT_SERVER, Reason.WRONG_PROTOCOL):
+        return failure
+    this = engine_for(target.engine).title
+    return Failure(
+        Reason.OTHER_ENGINE,
+        f"{target.address} answers as a {other} server",
+        f"check the port (and the engine, {this} now): {target.port} belongs to a {other} server",
+    )
+
+
+def needs_identifying(failure: Failure) -> bool:
+    """Whether ``failure`` may mean the port belongs to the other engine's server."""
+    return failure.reason in (Reason.SILENT_SERVER, Reason.WRONG_PROTOCOL)
+
+
 def engine_answering(
     host: str, port: int, exclude: EngineName, timeout: float = 1.0
 ) -> Engine | None:
