@@ -128,7 +128,8 @@ def _runners(db: Database, scratch: Path, interpreters: Sequence[Interpreter]) -
     def cloudboot(interpreter: Interpreter, *args: str, booted: bool = False) -> Runner:
         def run() -> Sample:
             home = fresh_dir(scratch, "home")
-            env = cloudboot_env(db, home, interpreter)
+            # `true` is the server command here, as the floors end with it.
+            env = cloudboot_env(db, home, interpreter, CLOUDBOOT_SERVER="true")
             return _timed(interpreter.command(*args), env, home, booted=booted)
 
         return run
