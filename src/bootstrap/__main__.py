@@ -7,7 +7,11 @@ ends the program at once (nothing has been done yet); from then on it is recorde
 every stage of the boot acts on the record.
 """
 
-from . import stop
+import gc
+
+gc.disable()  # while loading: nothing loaded is garbage (cli.main freezes it, then enables)
+
+from . import stop  # noqa: E402 - after the collector is off, on purpose
 
 stop.install()
 stop.exit_at_once(True)

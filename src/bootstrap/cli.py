@@ -8,6 +8,7 @@ It imports only the standard library until a command needs more: ``--version`` a
 from __future__ import annotations
 
 import gc
+import importlib
 import json
 import os
 import shutil
@@ -475,9 +476,13 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         print(_help(parsed.rest[0] if parsed.rest else None), end="")
         return 0
     if program:
-        # Run as the program: what is loaded by now stays until the exit, so the
-        # collector need not walk it again, nor the interpreter's shutdown.
+        # Run as the program: load what the command needs while the collector is off
+        # (__main__ turns it off: nothing loaded is garbage), then freeze it, so that
+        # neither the collector nor the interpreter's shutdown walks it again.
+        for module in ("logs", *_LOADS.get(parsed.command, ())):
+            importlib.import_module(f".{module}", __package__)
         gc.freeze()
+        gc.enable()
         # About to read a password: keep it out of core files and of /proc/PID/mem and
         # environ for other processes of this user, until the exec.
         from .process import keep_memory_private  # noqa: PLC0415
@@ -530,6 +535,20 @@ def _report(command: str, exc: CloudbootError, fmt: str) -> None:
     if exc.hint:
         fields["hint"] = exc.hint
     get_logger().error(events.FAILED, error=str(exc), **fields)
+
+
+# What each command loads before it reads anything (the retry engine and the driver
+# come later, and only when a stage needs them: only the engine's driver is loaded).
+_LOADS: dict[str, tuple[str, ...]] = {
+    "render": ("lifecycle",),
+    "env": ("lifecycle",),
+    "wait": ("lifecycle",),
+    "migrate": ("lifecycle",),
+    "run": ("dispatch", "lifecycle"),
+    "check": ("check",),
+    "psql": ("clients",),
+    "mysql": ("clients",),
+}
 
 
 def _dispatch(parsed: Parsed, environ: dict[str, str]) -> int:

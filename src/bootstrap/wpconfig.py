@@ -36,7 +36,9 @@ KEYS = (
 # the quote and backslash so that no escaping is needed.
 _SALT_ALPHABET = string.ascii_letters + string.digits + "!@#$%^&*()-_ []{}<>~`+=,.;:/?|"
 
-_IDENT = re.compile(r"[A-Za-z_\x80-\U0010ffff][A-Za-z0-9_\x80-\U0010ffff]*")
+# PHP's label: a letter, "_" or any byte from 0x80, then digits too. (Written with a
+# negated class: a range up to U+10FFFF costs 10 ms to compile, at every start.)
+_IDENT = re.compile(r"(?:[A-Za-z_]|[^\x00-\x7f])(?:[A-Za-z0-9_]|[^\x00-\x7f])*")
 _OPEN_TAG = re.compile(r"<\?php(?=[ \t\r\n]|$)|<\?=", re.IGNORECASE)
 _HEREDOC = re.compile(r"<<<[ \t]*(['\"]?)([A-Za-z_][A-Za-z0-9_]*)\1\r?\n")
 _MENTION = re.compile(r"""define\s*\(\s*(['"])([A-Za-z_][A-Za-z0-9_]*)\1""", re.IGNORECASE)
