@@ -68,24 +68,36 @@ def is_server(cmd: Sequence[str], server: Sequence[str] | None) -> bool:
 
 def run(environ: Mapping[str, str], cmd: Sequence[str]) -> NoReturn:
     """Boot and exec the server, or exec another command at once (see the module)."""
-    from .lifecycle import boot, exec_direct  # noqa: PLC0415 - the boot loads what it needs
+    from .lifecycle import boot, exec_direct, exec_plain, prepare  # noqa: PLC0415
+
+    try:
+        prepared = prepare(environ)  # loaded once: the boot and the direct exec take it
+    except ConfigError as exc:
+        exec_plain(environ, _unconfigured_shell(environ, cmd, exc))
+    server = prepared.config.settings.server
+    command = server_command(cmd, server)
+    if is_server(command, server):
+        boot(environ, command, prepared)
+    exec_direct(environ, command, prepared)
+
+
+def _unconfigured_shell(
+    environ: Mapping[str, str], cmd: Sequence[str], error: ConfigError
+) -> list[str]:
+    """The command to give although the configuration is broken: an interactive shell
+    that is not the server command, how an operator gets in to mend it (without the
+    rendered variables and files; the log says why). Anything else raises ``error``."""
     from .settings import load_settings  # noqa: PLC0415
 
     settings, _ = load_settings(environ)
     server = settings.server if settings is not None else None
-    command = server_command(cmd, server)
-    if is_server(command, server):
-        boot(environ, command)
     try:
-        exec_direct(environ, command)
-    except ConfigError as exc:
-        if not is_interactive_shell(command):
-            raise
-        # A shell is how an operator gets in to mend a broken configuration: give it,
-        # without the rendered variables and files, and say why.
-        get_logger().warning(
-            events.EXEC_UNCONFIGURED, program=command[0], problems=list(exc.problems)
-        )
-        from .lifecycle import exec_plain  # noqa: PLC0415
-
-        exec_plain(environ, command)
+        command = server_command(cmd, server)
+    except UsageError:
+        raise error from None  # the configuration is the problem to report
+    if is_server(command, server) or not is_interactive_shell(command):
+        raise error
+    get_logger().warning(
+        events.EXEC_UNCONFIGURED, program=command[0], problems=list(error.problems)
+    )
+    return command

@@ -113,18 +113,20 @@ def migrate(environ: Mapping[str, str]) -> Prepared:
         return prepared
 
 
-def boot(environ: Mapping[str, str], cmd: Sequence[str]) -> NoReturn:
+def boot(
+    environ: Mapping[str, str], cmd: Sequence[str], prepared: Prepared | None = None
+) -> NoReturn:
     """The boot: :func:`migrate`'s stages, then replace this process with ``cmd``.
 
     ``cmd`` runs with :meth:`Prepared.server_environment` and cloudboot's PID; its exit
     code is the container's. The command is looked up before anything is written or
-    waited for, so a boot that cannot start its server fails first. Never returns:
-    raises what :func:`migrate` raises, or :class:`ProgramError` (127 not found, 126
-    not executable).
+    waited for, so a boot that cannot start its server fails first. ``prepared``, when
+    given, is what :func:`prepare` made of ``environ``. Never returns: raises what
+    :func:`migrate` raises, or :class:`ProgramError` (127 not found, 126 not executable).
     """
     with stop.handled():
         stop.check()
-        prepared = prepare(environ)
+        prepared = prepared or prepare(environ)
         environment = prepared.server_environment()
         program = find_program(cmd, environment)
         extra = prepared.config.settings.stop_signal_numbers()
@@ -133,13 +135,15 @@ def boot(environ: Mapping[str, str], cmd: Sequence[str]) -> NoReturn:
             exec_server(cmd, environment, program, stopping=(*stop.ENDING, *extra))
 
 
-def exec_direct(environ: Mapping[str, str], cmd: Sequence[str]) -> NoReturn:
+def exec_direct(
+    environ: Mapping[str, str], cmd: Sequence[str], prepared: Prepared | None = None
+) -> NoReturn:
     """A command that is not the server: the artifacts rendered and written, then
     ``cmd`` exec'd with the rendered environment at once (no wait, no database, no
     hooks). Logs ``cloudboot.exec.direct``."""
     with stop.handled():
         stop.check()
-        prepared = prepare(environ)
+        prepared = prepared or prepare(environ)
         environment = prepared.server_environment()
         program = find_program(cmd, environment)
         write_artifacts(prepared)
