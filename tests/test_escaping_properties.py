@@ -127,10 +127,20 @@ def test_quote_component_round_trips_and_uses_only_unreserved(value: str) -> Non
     assert "+" not in quoted
 
 
+@pytest.fixture(scope="module")
+def spaced_ca_file(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A CA file that exists (load checks it), in a folder whose name needs escaping in
+    a URL's ``sslrootcert``."""
+    folder = tmp_path_factory.mktemp("ca") / "ca dir"
+    folder.mkdir()
+    (folder / "ca.pem").write_text("not read: only its presence is checked at load\n")
+    return str(folder / "ca.pem")
+
+
 @PURE
-@given(hosts, ports, dbnames, nonempty_line_text, passwords)
+@given(host=hosts, port=ports, dbname=dbnames, username=nonempty_line_text, password=passwords)
 def test_every_url_scheme_reads_back_through_cloudboot_and_sqlalchemy(
-    host: str, port: int, dbname: str, username: str, password: str
+    spaced_ca_file: str, *, host: str, port: int, dbname: str, username: str, password: str
 ) -> None:
     schemes: tuple[tuple[str, Literal["postgres", "mysql"]], ...] = (
         ("postgresql", "postgres"),
@@ -146,11 +156,15 @@ def test_every_url_scheme_reads_back_through_cloudboot_and_sqlalchemy(
             with pytest.raises(UrlRefused, match="Latin-1"):
                 url_for(make_target(host, port, dbname, username, password, engine=engine), scheme)
             password = password.encode("ascii", "backslashreplace").decode()
-        found = make_target(host, port, dbname, username, password, engine=engine)
+        found = make_target(
+            host, port, dbname, username, password, engine=engine, ca_file=spaced_ca_file
+        )
         url = url_for(found, scheme)
-        # cloudboot reads its own URL back as DATABASE_URL ...
+        # cloudboot reads its own URL back as DATABASE_URL (a CA named in it included) ...
         back = load({"DATABASE_URL": url, "CLOUDBOOT_ENGINE": engine}).target
         assert (back.host, back.port, back.dbname, back.user) == (host, port, dbname, username)
+        if "sslrootcert=" in url:
+            assert back.ca_file == spaced_ca_file
         assert back.password.reveal() == password
         # ... urllib splits it where every reader does ...
         parts = urlsplit(url)
