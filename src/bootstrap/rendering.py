@@ -20,7 +20,6 @@ from .safepath import UnsafePath, read_trusted, trust_for
 from .secret import register_secret_form
 from .target import Target
 from .urls import Endpoint, Rendered, UrlRefused, libpq_variables, render_variables, url_host
-from .wpconfig import WpConfigRefused, edit, escape_php
 
 if TYPE_CHECKING:
     from .config import Config
@@ -199,11 +198,15 @@ def render_wp_config(
     """``template`` with each of ``constants`` (name → PHP expression) defined once, in
     PHP code (see :mod:`bootstrap.wpconfig`); raises
     :class:`~bootstrap.wpconfig.WpConfigRefused`."""
+    from .wpconfig import edit  # noqa: PLC0415 - loaded for WordPress only
+
     data = template.encode("utf-8", "surrogateescape")
     return edit(data, constants, salt=salt).decode("utf-8", "surrogateescape")
 
 
 def wp_constants(target: Target, *, collate: str) -> dict[str, str]:
+    from .wpconfig import escape_php  # noqa: PLC0415 - loaded for WordPress only
+
     def literal(value: str) -> str:
         return f"'{escape_php(value)}'"
 
@@ -396,6 +399,8 @@ def _render_wp_artifact(path: Path, config: Config, problems: list[str]) -> File
         source = sample
     else:
         source = path
+    from .wpconfig import WpConfigRefused, edit  # noqa: PLC0415 - loaded for WordPress only
+
     try:
         text = edit(template, constants)
     except WpConfigRefused as exc:
