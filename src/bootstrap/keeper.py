@@ -181,13 +181,16 @@ def main(args: list[str]) -> None:
         os._exit(EXIT_CANNOT_START)
     status: int | None = None
     pending = b""
+    # The hook's end wakes the wait at once (its pidfd turns readable): the lock is
+    # handed on without a tick's delay. Other children are reaped on the tick.
+    watched = [control, os.pidfd_open(hook)]
     while status is None:
-        ready, _, _ = select.select([control], [], [], TICK)
+        ready, _, _ = select.select(watched, [], [], TICK)
         ended = reap()
         if hook in ended:
             status = ended[hook]
             break
-        if not ready:
+        if control not in ready:
             continue
         data = os.read(control, 256)
         if not data:  # cloudboot is gone, and with it the lock: no grace
