@@ -596,6 +596,7 @@ def _error_response(code: bytes) -> bytes:
         (_error_response(b"28000"), False),  # no pg_hba entry: up, and judging logins
         (b"R" + (8).to_bytes(4, "big") + (3).to_bytes(4, "big"), False),  # asks a password
         (b"", None),  # closed without a word
+        (b"E" + (1 << 30).to_bytes(4, "big") + b"x" * 20000, None),  # claims a gigabyte
     ],
 )
 def test_the_startup_probe_reads_the_first_answer(reply: bytes, answer: bool | None) -> None:
@@ -606,6 +607,28 @@ def test_the_startup_probe_reads_the_first_answer(reply: bytes, answer: bool | N
         fake.close()
     # The probe names a fixed user and database, never the target's.
     assert b"user\0cloudboot-probe\0database\0cloudboot-probe\0" in fake.received
+
+
+def test_a_startup_probe_answered_a_byte_at_a_time_ends_at_its_timeout() -> None:
+    listener = socket.create_server((HOST, 0))
+    address = socket.getaddrinfo(HOST, listener.getsockname()[1], type=socket.SOCK_STREAM)[0]
+
+    def trickle() -> None:
+        conn, _ = listener.accept()
+        with conn, contextlib.suppress(OSError):
+            for byte in _error_response(b"57P03"):
+                conn.sendall(bytes([byte]))
+                time.sleep(0.2)
+
+    thread = threading.Thread(target=trickle, daemon=True)
+    thread.start()
+    started = time.monotonic()
+    try:
+        assert engine_for("postgres").still_starting(address, 1.0) is None
+        assert time.monotonic() - started < 5.0  # bounded by the timeout, not per byte
+    finally:
+        listener.close()
+        thread.join(10)
 
 
 def test_the_startup_probe_of_a_closed_port_or_mysql_cannot_tell(unused_port: int) -> None:

@@ -11,6 +11,7 @@ import math
 import re
 import socket
 import struct
+import time
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
@@ -51,6 +52,7 @@ def _startup_packet() -> bytes:
 
 _STARTUP_PACKET = _startup_packet()
 _STARTING_UP = b"C57P03\0"  # the SQLSTATE field of an ErrorResponse
+_MAX_ANSWER = 8192
 
 # What the server sent (after "FATAL:"), by how it begins: the user and database names
 # inside may hold any character, a double quote included, so nothing is matched there.
@@ -270,13 +272,19 @@ class Postgres:
     def still_starting(self, address: tuple[Any, ...], timeout: float) -> bool | None:
         family, _type, _proto, _name, sockaddr = address
         data = b""
+        deadline = time.monotonic() + timeout
         try:
             with socket.socket(family, socket.SOCK_STREAM) as sock:
                 sock.settimeout(timeout)
                 sock.connect(sockaddr)
                 sock.sendall(_STARTUP_PACKET)
-                # One message: a type byte, then its length (which counts itself).
+                # One message: a type byte, then its length (which counts itself). An
+                # ErrorResponse is a few hundred bytes; whatever claims more, or trickles
+                # past the timeout, is not a server saying it starts.
                 while len(data) < 5 or len(data) < 1 + int.from_bytes(data[1:5], "big"):
+                    if len(data) > _MAX_ANSWER:
+                        return None
+                    sock.settimeout(max(0.001, deadline - time.monotonic()))
                     chunk = sock.recv(4096)
                     if not chunk:
                         break
