@@ -29,7 +29,7 @@ from bootproc import call, run
 from factories import rds_secret
 from leakguard import spellings
 from readers import clean_env, failure, wordpress_sample
-from servers import SECRET_PASSWORD, free_port
+from servers import SECRET_PASSWORD, free_port, wait_for
 
 NOBODY = "nobody"
 SRC = Path(__file__).resolve().parent.parent / "src"
@@ -399,6 +399,12 @@ def test_another_process_of_the_user_cannot_read_cloudboots_memory(home: Path) -
             ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "sleep", "5"]
         )
         try:
+            # Only once it is ``sleep``: setpriv itself, as root or between its setuid
+            # (which makes a process undumpable) and its exec, is not readable either.
+            wait_for(
+                lambda: Path(f"/proc/{sleeper.pid}/comm").read_text() == "sleep\n",
+                timeout=5, what="setpriv to exec sleep",
+            )  # fmt: skip
             assert as_nobody("cat", f"/proc/{sleeper.pid}/environ").returncode == 0
         finally:
             sleeper.kill()
