@@ -93,7 +93,7 @@ test: system-deps venv node-clients lint
 
 # The tests that need no database server, without lint or coverage: the quick loop.
 test-fast: venv node-clients
-	$(BIN)/pytest -q -m "not server"
+	$(BIN)/pytest -q -m "not server" -n auto
 
 demo: system-deps venv
 	$(BIN)/python demo/demo.py

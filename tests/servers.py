@@ -277,6 +277,11 @@ def make_certificates(directory: Path) -> Certificates:
 
 _ALIVE: set[_Server] = set()
 
+# Set by the suite's conftest for each test: whether the test is marked ``server``. A
+# throwaway server made by a test without the mark is an error, so that ``make
+# test-fast`` (``-m "not server"``) can never start one unnoticed.
+starts_allowed: Callable[[], bool] = lambda: True  # noqa: E731 - outside pytest: always
+
 
 @atexit.register
 def _cleanup_leftovers() -> None:
@@ -291,6 +296,11 @@ class _Server:
     host: str = HOST
 
     def __init__(self, certs: Certificates, prefix: str) -> None:
+        if not starts_allowed():
+            raise ServerError(
+                "this test makes a database server but is not marked 'server': request a "
+                "fixture of conftest.SERVER_FIXTURES, or mark it"
+            )
         self.certs = certs
         self.ca_file = certs.ca_file
         self.port = free_port()
