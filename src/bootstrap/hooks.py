@@ -34,6 +34,8 @@ LOCK_CHECK_INTERVAL = 0.1
 """Seconds between two looks at the lock's session while a locked hook runs."""
 
 KEEPER = Path(__file__).with_name("keeper.py")
+# How often the keeper's end is looked for where there is no pidfd to wait on (seconds).
+POLL = 0.01
 
 
 class Lease(Protocol):
@@ -171,7 +173,11 @@ class KeptHook:
         self.control: int | None = control
         self.report = report
         self.start_error: int | None = None
-        self.pidfd = os.pidfd_open(process.pid)
+        # Readable once the keeper has exited. None where pidfd_open is missing (Linux
+        # before 5.3) or refused (a seccomp profile that predates it): then polled.
+        self.pidfd: int | None = None
+        with contextlib.suppress(OSError):
+            self.pidfd = os.pidfd_open(process.pid)
 
     @classmethod
     def start(cls, argv: Sequence[str], environment: Mapping[str, str]) -> KeptHook:
@@ -207,9 +213,15 @@ class KeptHook:
     def wait(self, timeout: float) -> int | None:
         """The hook's status (as ``Popen.returncode``) once the keeper has exited,
         waiting up to ``timeout`` seconds; ``None`` while it runs."""
-        ready, _, _ = select.select([self.pidfd], [], [], timeout)
-        if not ready:
-            return None
+        if self.pidfd is not None:
+            if not select.select([self.pidfd], [], [], timeout)[0]:
+                return None
+        else:
+            deadline = time.monotonic() + timeout
+            while self.process.poll() is None:
+                if (left := deadline - time.monotonic()) <= 0:
+                    return None
+                time.sleep(min(left, POLL))
         status = self.process.wait()
         said = os.read(self.report, 64).decode()
         if said.startswith("error "):
@@ -238,7 +250,8 @@ class KeptHook:
             os.close(self.control)  # the keeper kills whatever is still below it
             self.control = None
         os.close(self.report)
-        os.close(self.pidfd)
+        if self.pidfd is not None:
+            os.close(self.pidfd)
         if self.process.returncode is None:
             self.process.wait()
         stop.disown(self.process.pid)

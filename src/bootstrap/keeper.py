@@ -182,8 +182,12 @@ def main(args: list[str]) -> None:
     status: int | None = None
     pending = b""
     # The hook's end wakes the wait at once (its pidfd turns readable): the lock is
-    # handed on without a tick's delay. Other children are reaped on the tick.
-    watched = [control, os.pidfd_open(hook)]
+    # handed on without a tick's delay. Other children are reaped on the tick, and so is
+    # the hook where pidfd_open is missing (Linux before 5.3) or refused (a seccomp
+    # profile that predates it).
+    watched = [control]
+    with contextlib.suppress(OSError):
+        watched.append(os.pidfd_open(hook))
     while status is None:
         ready, _, _ = select.select(watched, [], [], TICK)
         ended = reap()
